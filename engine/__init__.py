@@ -1,0 +1,1 @@
+"""A plugin-based causal query engine over YAML-declared structural causal models."""
