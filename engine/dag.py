@@ -101,9 +101,18 @@ class DagSpec:
         """SHA-256 of the file text: a checkpoint is valid for exactly this DAG."""
         return hashlib.sha256(self.text.encode()).hexdigest()
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The nodes that are not images, in topological order."""
+        return tuple(n for n in self.order if self.nodes[n].domain.kind != "image")
+
     def descendants(self, names) -> set[str]:
         g = self.graph
-        return set().union(*(nx.descendants(g, n) for n in names)) if names else set()
+        return set().union(set(), *(nx.descendants(g, n) for n in names))
+
+    def ancestors(self, names) -> set[str]:
+        g = self.graph
+        return set().union(set(), *(nx.ancestors(g, n) for n in names))
 
     def where(self, node: str) -> str:
         return self.nodes[node].where(self.path)
@@ -192,7 +201,8 @@ def _domain(spec: Any, where: str) -> Domain:
         if isinstance(hw, list) and len(hw) == 2 and all(isinstance(v, int) and v > 0 for v in hw):
             return Domain("image", (), tuple(hw))
         raise DagError(f"{where}: image needs [height, width] as positive integers, got {hw}")
-    raise DagError(f"{where}: domain must be {valid}, got {spec!r}")
+    hint = " (YAML reads yes/no/on/off as booleans: quote such names)" if "False" in repr(spec) or "True" in repr(spec) else ""
+    raise DagError(f"{where}: domain must be {valid}, got {spec!r}{hint}")
 
 
 def number(value: Any, where: str) -> float:

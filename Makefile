@@ -1,0 +1,26 @@
+# Two commands on a fresh machine: `make demo` runs the main job, `make test` the tests.
+# Each creates .venv if it is missing. TORCH pins the CPU wheel; for a GPU build, e.g.
+#   make demo TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test clean
+
+$(BIN)/cq: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/cq
+	$(BIN)/cq data resample --dag dags/dsprites.yaml --n 200000 --seed 0 --out runs/data/dsprites.npz
+	$(BIN)/cq data check --dag dags/dsprites.yaml --data runs/data/dsprites.npz
+
+test: $(BIN)/cq
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,20 @@
+"""Shared fixtures: the repository root, the team's reference data, small DAGs."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture
+def write_dag(tmp_path):
+    """Write DAG text to a file and return its path."""
+
+    def write(text: str, name: str = "dag.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
