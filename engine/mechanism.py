@@ -22,7 +22,9 @@ A subclass implements:
     ``log p(value | parents)`` per unit (label mechanisms; used for conditioning and checks).
 
 Parameters come from the node's YAML ``params`` and are validated in ``__init__``, raising
-``DagError`` that names the file and node. Learnable mechanisms are also ``torch.nn.Module``s.
+``DagError`` that names the file and node. Learnable mechanisms are also ``torch.nn.Module``s
+with Pyro ``model(value, parents)`` and ``guide(value, parents)`` methods that ``cq train``
+fits with SVI; their ``truth()`` is the declared mechanism that generates the world's data.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class Mechanism:
 
     #: whether ``cq train`` fits this mechanism's parameters
     learnable: bool = False
+    #: how ``abduct`` infers the noise, as reported in answers
+    abduction: str = "posterior draw"
 
     def __init__(self, node: NodeSpec, parents: dict[str, Domain], *, path: str = "<dag>"):
         self.node = node
@@ -83,6 +87,10 @@ class Mechanism:
 
     def log_prob(self, value: torch.Tensor, parents: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError(f"mechanism '{self.node.mechanism}' has no label likelihood")
+
+    def truth(self) -> "Mechanism":
+        """The mechanism that generates the world's data: itself, unless it is learned."""
+        return self
 
     def to(self, device) -> "Mechanism":
         """Move tensors to ``device`` (label mechanisms override; modules use nn.Module.to)."""

@@ -58,8 +58,11 @@ class SCM:
         return self
 
 
-def build_scm(dag: DagSpec, nodes=None) -> SCM:
-    """Instantiate each node's mechanism (all nodes, or ``nodes`` and their ancestors)."""
+def build_scm(dag: DagSpec, nodes=None, *, world: bool = False) -> SCM:
+    """Instantiate each node's mechanism (all nodes, or ``nodes`` and their ancestors).
+
+    With ``world``, learned mechanisms are replaced by the declared truth that generates data.
+    """
     keep = set(dag.order) if nodes is None else set(nodes) | dag.ancestors(nodes)
     mechanisms = {}
     for name in dag.order:
@@ -67,5 +70,6 @@ def build_scm(dag: DagSpec, nodes=None) -> SCM:
             spec = dag.nodes[name]
             cls = get_mechanism(spec.mechanism, dag.where(name))
             parents = {p: dag.nodes[p].domain for p in spec.parents}
-            mechanisms[name] = cls(spec, parents, path=dag.path)
+            mechanism = cls(spec, parents, path=dag.path)
+            mechanisms[name] = mechanism.truth() if world else mechanism
     return SCM(dag, mechanisms)

@@ -18,6 +18,9 @@ YAML::
           square:  [0.30, 0.25, 0.20, 0.12, 0.08, 0.05]
           ellipse: [0.15, 0.20, 0.30, 0.20, 0.10, 0.05]
           heart:   [0.05, 0.05, 0.10, 0.20, 0.25, 0.35]
+
+``probs: uniform`` gives every value the same probability whatever the parents.
+``learn: true`` fits the table from data instead (see plugins/learned.py).
 """
 
 from __future__ import annotations
@@ -36,14 +39,30 @@ TOLERANCE = 1e-6
 class Categorical(Mechanism):
     """p(value | parents) from a declared table; exact Gumbel-max abduction."""
 
+    abduction = "exact: Gumbel-max posterior (truncated Gumbels below a Gumbel maximum)"
+
+    def __new__(cls, node, parents, **kwargs):
+        if cls is Categorical and node.params.get("learn") is True:
+            from plugins.learned import LearnedTable
+
+            cls = LearnedTable
+        return super().__new__(cls)
+
     def __init__(self, node, parents, *, path="<dag>"):
         super().__init__(node, parents, path=path)
-        self.check_params({"probs"})
+        self.check_params({"probs", "learn"})
+        if not isinstance(self.param("learn", False), bool):
+            raise self.error(f"learn must be true or false, got {self.param('learn')!r}")
         if self.domain.kind == "image":
             raise self.error("categorical needs a domain of names or a grid, not an image")
-        table = parent_table(self.param("probs", required=True), list(parents.items()), self._row, self.error, "probs: ")
         self.sizes = [(p, d.size) for p, d in parents.items()]
-        self.probs = table.reshape(-1, self.domain.size)
+        spec = self.param("probs", required=True)
+        if spec == "uniform":
+            self.probs = torch.full((1, self.domain.size), 1 / self.domain.size, dtype=torch.float64)
+            self.sizes = []
+        else:
+            table = parent_table(spec, list(parents.items()), self._row, self.error, "probs: ")
+            self.probs = table.reshape(-1, self.domain.size)
 
     def _row(self, row, where: str) -> torch.Tensor:
         k = self.domain.size

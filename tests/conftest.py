@@ -3,6 +3,10 @@
 from pathlib import Path
 
 import pytest
+import torch
+
+# The tests run small tensors; one thread avoids spin-waiting when the CPU is shared.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
