@@ -25,7 +25,8 @@ class Assigned(dist.Delta):
     """A point mass at a structural assignment; log-density 0 at the value, -inf elsewhere."""
 
     def log_prob(self, x):
-        hit = (x == self.v).reshape(x.shape[: x.dim() - self.event_dim] + (-1,)).all(-1)
+        equal = x == self.v  # broadcast first: x and v may differ in batch shape
+        hit = equal.reshape(equal.shape[: equal.dim() - self.event_dim] + (-1,)).all(-1)
         return torch.zeros(hit.shape, device=x.device).masked_fill(~hit, float("-inf"))
 
 

@@ -51,3 +51,13 @@ def test_condition_on_values_scores_consistent_noise(scm):
     data["shape"] = (data["shape"] + 1) % 3
     wrong = poutine.trace(poutine.condition(scm, data=data)).get_trace(5)
     assert wrong.log_prob_sum() == float("-inf")
+
+
+def test_point_mass_broadcasts_batch_shapes():
+    """A value with extra batch dimensions (as multi-world handlers make) is scored elementwise."""
+    from engine.scm import Assigned
+
+    site = Assigned(torch.tensor([[1], [2]]), event_dim=0)  # shape (2, 1)
+    lp = site.log_prob(torch.tensor([1, 2, 3]))  # shape (3,) -> (2, 3)
+    assert lp.shape == (2, 3)
+    assert lp.tolist() == [[0.0, float("-inf"), float("-inf")], [float("-inf"), 0.0, float("-inf")]]
