@@ -6,7 +6,6 @@ import torch
 pytest.importorskip("chirho")
 
 from benchmarks.peer_chirho import (  # noqa: E402
-    PointMass,
     chirho_counterfactual,
     engine_counterfactual,
     ess,
@@ -42,13 +41,6 @@ def scm():
 
 def unit(b: int) -> dict:
     return {"a": torch.tensor([P]), "b": torch.tensor([b])}
-
-
-def test_point_mass_broadcasts_over_worlds():
-    v = torch.tensor([[0, 1, 2], [2, 1, 0]])  # two worlds, three units
-    lp = PointMass(v).log_prob(torch.tensor([0, 1, 1]))
-    assert lp.shape == (2, 3)
-    assert torch.equal(torch.isfinite(lp), torch.tensor([[True, True, False], [False, True, False]]))
 
 
 def test_explicit_noise_agrees_with_the_engine(scm):
