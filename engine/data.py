@@ -70,7 +70,7 @@ def _describe(name: str) -> str:
 def resample(dag: DagSpec, n: int, seed: int = 0) -> LabelSet:
     """Draw n label tuples from the DAG's SCM (hidden factors uniform); same seed, same output."""
     check_world(dag)
-    scm = build_scm(dag, dag.labels)
+    scm = build_scm(dag, dag.labels, world=True)
     pyro.set_rng_seed(seed)
     with torch.no_grad():
         drawn = scm(n)
