@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from engine.errors import CqError
 
 DEFAULT_DAG = "dags/dsprites.yaml"
@@ -57,13 +59,94 @@ def data_check(args) -> None:
     labels = data.load(args.data) if args.data else data.resample(dag, args.n, args.seed)
     if labels.dag_hash != dag.hash:
         raise CqError(f"{args.data}: was resampled from another DAG than {args.dag}; resample it again")
-    scm = build_scm(dag, dag.labels)
+    scm = build_scm(dag, dag.labels, world=True)
     statements = faithfulness.check(scm, {n: labels.labels[n] for n in dag.labels})
     print(faithfulness.table(statements))
     failed = [s for s in statements if not s.passed]
     print(f"\n{len(statements) - len(failed)} of {len(statements)} statements hold (alpha {faithfulness.ALPHA:g})")
     if failed:
         raise CqError(f"{args.data or args.dag}: the labels are not faithful to the DAG: " + "; ".join(s.text for s in failed))
+
+
+def train_command(args) -> None:
+    from engine.train import TrainConfig, train
+
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None})
+    report = train(config)
+    for name, m in report["test"].items():
+        print(f"{name}: test neg ELBO {m['neg_elbo']:.2f} nats/image, IoU {m['iou']:.4f}, "
+              f"pixel accuracy {m['pixel_accuracy']:.4f}, decoder {m['decoder_images_per_s']:,.0f} images/s")
+    print(f"wrote {config.out}/model.pt, report.json, report.md, reconstructions.png and traversals.png")
+
+
+def dag_draw(args) -> None:
+    from engine.dag import load_dag
+    from engine.dag_picture import draw
+
+    print(f"wrote {draw(load_dag(args.file), args.out)}")
+
+
+def query_command(args) -> None:
+    import torch
+
+    from engine import inference, report
+    from engine.checkpoint import load_model
+    from engine.lang import parse_file
+    from engine.oracles import load_oracles
+    from engine.query import Runner
+
+    dag, scm = load_model(args.model, dag=args.dag)
+    oracles = load_oracles(args.model)
+    for path in args.files:
+        program = parse_file(path)
+        out = Path(args.out) / Path(path).stem if len(args.files) > 1 else Path(args.out)
+        inference.seed(args.seed)
+        with torch.no_grad():
+            answers = Runner(scm, program, npz=dsprites_npz(args), oracles=oracles).run()
+        for record in report.write(answers, out):
+            if args.json:
+                print(json.dumps(record))
+            else:
+                print(f"{path}:{record['line']}: {record['statement']}\n    {len(record['samples'])} {record['kind']} sample(s); panel {record.get('panel', '-')}")
+
+
+def eval_command(args) -> None:
+    import torch
+
+    from engine import evaluate
+    from engine.checkpoint import load_model
+    from engine.images import grid, save_png
+    from engine.oracles import load_oracles
+
+    dag, scm = load_model(args.model)
+    oracles = load_oracles(args.model)
+    with torch.no_grad():
+        results, evaluation = evaluate.run(scm, n=args.n, seed=args.seed, npz=dsprites_npz(args), oracles=oracles)
+    picture = Path(args.model) / "eval_samples.png"
+    rows = [evaluation.samples(f) for f in evaluate.families(scm)[1:5]]
+    save_png(grid(np.concatenate([np.concatenate(r) for r in rows]), columns=8), picture, scale=2)
+    results["picture"] = str(picture)
+    if args.json:
+        print(json.dumps(results))
+        return
+    print(evaluate.table(results))
+    if oracles is None:
+        print(f"\n(no pseudo-oracles beside the model: run 'cq train-oracles --model {args.model}' for effectiveness)")
+    print(f"\nrows of {picture}: inputs, counterfactuals, ground truth, for do(shape=...) and do(scale)")
+
+
+def train_oracles_command(args) -> None:
+    from engine.oracles import OracleConfig, train_oracles
+
+    config = OracleConfig(**{k: v for k, v in vars(args).items() if k in OracleConfig.__dataclass_fields__ and v is not None})
+    metrics = train_oracles(args.model, config)
+    print(json.dumps(metrics, indent=2))
+
+
+def dsprites_npz(args):
+    from engine import dsprites
+
+    return dsprites.npz_path(getattr(args, "dsprites_npz", None))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -75,6 +158,10 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("file")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.set_defaults(run=dag_show)
+    draw = dag.add_parser("draw", help="write a picture of the DAG")
+    draw.add_argument("file")
+    draw.add_argument("--out", default="dag.png")
+    draw.set_defaults(run=dag_draw)
 
     data = commands.add_parser("data", help="DAG-faithful dSprites data").add_subparsers(dest="action", required=True)
     resample = data.add_parser("resample", help="draw labels from the DAG and pair them with dSprites images")
@@ -90,6 +177,50 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--n", type=int, default=200_000)
     check.add_argument("--seed", type=int, default=0)
     check.set_defaults(run=data_check)
+
+    from engine.train import TrainConfig
+
+    d = TrainConfig()
+    train = commands.add_parser("train", help="fit the DAG's learnable mechanisms (the image decoder) with SVI")
+    train.add_argument("--dag", default=d.dag)
+    train.add_argument("--out", default=d.out, help=f"run folder for model.pt and the report (default {d.out})")
+    train.add_argument("--epochs", type=int, help=f"passes over the training units (default {d.epochs})")
+    train.add_argument("--n", type=int, help=f"units resampled from the DAG, test units dropped (default {d.n:,})")
+    train.add_argument("--batch-size", type=int, help=f"units per SVI step (default {d.batch_size})")
+    train.add_argument("--lr", type=float, help=f"Adam's initial learning rate, cosine-decayed (default {d.lr:g})")
+    train.add_argument("--seed", type=int, help=f"default {d.seed}")
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when available (default auto)")
+    train.add_argument("--workers", type=int, help=f"DataLoader worker processes (default {d.workers})")
+    train.add_argument("--threads", type=int, help=f"torch CPU threads, 0 for torch's default (default {d.threads})")
+    train.add_argument("--minutes", type=float, help="time budget for training; the learning rate schedule follows it")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
+    train.add_argument("--dsprites-npz", help="the real dSprites npz (default: $DSPRITES_NPZ, else the built-in renderer)")
+    train.set_defaults(run=train_command)
+    query = commands.add_parser("query", help="answer the statements of .cq files with a trained model")
+    query.add_argument("files", nargs="+", metavar="FILE.cq")
+    query.add_argument("--model", default="runs/dsprites", help="a run folder or checkpoint file (default runs/dsprites)")
+    query.add_argument("--dag", help="refuse unless the model was trained on this DAG file")
+    query.add_argument("--out", default="runs/answers", help="folder for PNG panels and images")
+    query.add_argument("--json", action="store_true", help="print one JSON object per statement")
+    query.add_argument("--seed", type=int, default=0)
+    query.add_argument("--dsprites-npz")
+    query.set_defaults(run=query_command)
+
+    evaluation = commands.add_parser("eval", help="measure counterfactuals against the renderer's ground truth")
+    evaluation.add_argument("--model", default="runs/dsprites")
+    evaluation.add_argument("--n", type=int, default=2000, help="held-out units per family")
+    evaluation.add_argument("--seed", type=int, default=0)
+    evaluation.add_argument("--json", action="store_true")
+    evaluation.add_argument("--dsprites-npz")
+    evaluation.set_defaults(run=eval_command)
+
+    oracles = commands.add_parser("train-oracles", help="train the pseudo-oracle classifiers beside a model")
+    oracles.add_argument("--model", default="runs/dsprites")
+    oracles.add_argument("--seed", type=int)
+    oracles.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    oracles.add_argument("--epochs", type=int)
+    oracles.add_argument("--threads", type=int, help="torch CPU threads (default 1; 0 keeps torch's default)")
+    oracles.set_defaults(run=train_oracles_command)
     return p
 
 

@@ -33,6 +33,8 @@ from engine.registry import register_mechanism
 class DiscretizedNormal(Mechanism):
     """Grid-valued node with a parent-dependent location and inverse-CDF uniform noise."""
 
+    abduction = "exact: uniform on the observed value's quantile interval"
+
     def __init__(self, node, parents, *, path="<dag>"):
         super().__init__(node, parents, path=path)
         self.check_params({"loc", "sigma"})

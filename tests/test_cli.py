@@ -1,0 +1,98 @@
+"""The cq command line end to end: DAGs, data, a tiny training run, queries, evaluation."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def cq(*args, check=True):
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"cq {' '.join(map(str, args))} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return result
+
+
+def user_error(*args) -> str:
+    """Run a command that must fail on user input: exit 2, one message, no traceback."""
+    result = cq(*args, check=False)
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr and result.stderr.startswith("cq: error: ")
+    return result.stderr
+
+
+def test_dag_show_json_and_table():
+    nodes = json.loads(cq("dag", "show", "dags/dsprites.yaml", "--json").stdout)["nodes"]
+    assert [n["name"] for n in nodes] == ["shape", "orientation", "scale", "x", "y", "img"]
+    assert nodes[3]["parents"] == ["orientation"] and nodes[5]["mechanism"] == "vae_decoder"
+    assert "discretized_normal" in cq("dag", "show", "dags/dsprites.yaml").stdout
+
+
+def test_dag_errors_exit_cleanly(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nodes:\n  a: {mechanism: categorical, parents: [b], domain: [u, v], params: {probs: [0.5, 0.5]}}\n")
+    assert "unknown parent 'b'" in user_error("dag", "show", bad)
+    assert "cannot read" in user_error("dag", "show", tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("dag", sorted(p.name for p in (ROOT / "dags").glob("*.yaml")))
+def test_every_shipped_dag_shows_draws_and_is_faithful(dag, tmp_path):
+    cq("dag", "draw", f"dags/{dag}", "--out", tmp_path / "dag.png")
+    assert (tmp_path / "dag.png").stat().st_size > 1000
+    out = cq("data", "check", "--dag", f"dags/{dag}", "--n", 60000).stdout
+    assert "FAIL" not in out
+
+
+def test_resample_is_reproducible_and_checked(tmp_path):
+    for name in ("a", "b"):
+        cq("data", "resample", "--n", 5000, "--seed", 3, "--out", tmp_path / f"{name}.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    assert (tmp_path / "a.png").exists()
+    assert "statements hold" in cq("data", "check", "--data", tmp_path / "a.npz").stdout
+    assert "another DAG" in user_error("data", "check", "--dag", "dags/dsprites_chain.yaml", "--data", tmp_path / "a.npz")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A tiny model of the default DAG, trained for a few hundred steps."""
+    run = tmp_path_factory.mktemp("run")
+    cq("train", "--out", run, "--n", 4000, "--epochs", 1, "--batch-size", 64, "--seed", 0)
+    return run
+
+
+def test_query_answers_every_example_file(model, tmp_path):
+    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "queries").glob("*.cq"))
+    lines = cq("query", *files, "--model", model, "--out", tmp_path, "--json", "--seed", 1).stdout.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert {r["kind"] for r in records} == {"counterfactual", "interventional", "observational"}
+    for r in records:
+        assert {"kind", "statement", "evidence", "intervention", "samples"} <= set(r)
+        for s in r["samples"]:
+            assert set(s["labels"]) == {"shape", "orientation", "scale", "x", "y"}
+            assert (tmp_path / s["image"]).exists() if not s["image"].startswith("/") else True
+        if r["kind"] == "counterfactual":
+            assert set(r["factual"]) >= {"labels", "image"}
+    again = cq("query", *files, "--model", model, "--out", tmp_path / "again", "--json", "--seed", 1).stdout.splitlines()
+    strip = lambda rs: [[s["labels"] for s in json.loads(r)["samples"]] for r in rs]
+    assert strip(lines) == strip(again)
+
+
+def test_query_errors_exit_cleanly(model, tmp_path):
+    bad = tmp_path / "bad.cq"
+    bad.write_text("img = dsprites[5]\ngiven img, do(shape=circle)\n")
+    message = user_error("query", bad, "--model", model, "--out", tmp_path)
+    assert f"{bad}:2:15:" in message and "square, ellipse, heart" in message
+    assert "DAG" in user_error("query", "queries/heart_to_square.cq", "--model", model, "--dag", "dags/dsprites_chain.yaml")
+    assert "no such checkpoint" in user_error("query", "queries/heart_to_square.cq", "--model", tmp_path / "nothing")
+
+
+def test_eval_reports_every_family(model):
+    results = json.loads(cq("eval", "--model", model, "--n", 40, "--json").stdout)
+    assert set(results["families"]) >= {"null", "do(shape=square)", "do(scale)", "do(x, y)", "do(shape, x, y)"}
+    assert results["families"]["null"]["iou"] == 1.0  # exact pixel abduction
+    assert results["composition"]["iou_after_10"] == 1.0
+    for metrics in results["families"].values():
+        assert 0 <= metrics["iou"] <= 1 and metrics["labels_tv"] < 0.03
