@@ -45,6 +45,7 @@ def test_entry_point_package_adds_a_mechanism(tmp_path, monkeypatch, write_dag):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: constant-plugin\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text("[causal_query.mechanisms]\nconstant = constant_plugin:Constant\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    registry.load_plugins()  # the built-ins first, so the copy below holds them
     monkeypatch.setattr(registry, "_loaded", False)
     monkeypatch.setattr(registry, "MECHANISMS", dict(registry.MECHANISMS))
     path = write_dag(textwrap.dedent("""
