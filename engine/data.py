@@ -122,10 +122,8 @@ def load(path: str | Path) -> LabelSet:
 
 
 def images(index: np.ndarray, npz: str | None = None) -> np.ndarray:
-    """The dSprites images of canonical indices: from the real npz when given, else rendered."""
-    if npz:
-        return dsprites.load_npz(npz).imgs[np.asarray(index)]
-    return dsprites.render_index(np.asarray(index))
+    """The dSprites images of canonical indices: from the real npz when given (loaded once), else rendered."""
+    return dsprites.images(np.asarray(index), npz)
 
 
 def summary(labels: LabelSet, dag: DagSpec) -> str:
