@@ -182,7 +182,7 @@ def parser() -> argparse.ArgumentParser:
 
     d = TrainConfig()
     train = commands.add_parser("train", help="fit the DAG's learnable mechanisms (the image decoder) with SVI")
-    train.add_argument("--dag", default=d.dag)
+    train.add_argument("--dag", default=d.dag, help=f"the DAG file (default {d.dag})")
     train.add_argument("--out", default=d.out, help=f"run folder for model.pt and the report (default {d.out})")
     train.add_argument("--epochs", type=int, help=f"passes over the training units (default {d.epochs})")
     train.add_argument("--n", type=int, help=f"units resampled from the DAG, test units dropped (default {d.n:,})")

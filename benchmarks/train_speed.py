@@ -39,7 +39,7 @@ def plain_step(m, opt, image, parents) -> float:
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return float(loss)
+    return loss.item()
 
 
 def timed(step, steps: int, batch: int) -> float:

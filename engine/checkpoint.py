@@ -48,11 +48,18 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
             torch.save({"format": FORMAT, "version": VERSION, **state}, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -83,7 +90,7 @@ def check_dag(state: dict, dag: DagSpec, path: str | Path) -> None:
     if saved["hash"] != dag.hash:
         raise CheckpointError(
             f"{checkpoint_path(path)}: trained on DAG '{saved['name']}' ({saved['path']}, sha256 {saved['hash'][:12]}), "
-            f"which differs from {dag.path} (sha256 {dag.hash[:12]}); retrain, or load without a DAG to use the checkpoint's own"
+            f"which differs from {dag.path} (sha256 {dag.hash[:12]}); retrain on it, or load the checkpoint without a DAG to use its own"
         )
 
 

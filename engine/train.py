@@ -16,6 +16,7 @@ exactly as if it had not stopped.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import math
 import sys
 import time
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 from engine import checkpoint, data, dsprites
 from engine.dag import DagSpec, load_dag
-from engine.errors import CheckpointError, CqError
+from engine.errors import CqError
 from engine.scm import SCM, build_scm
 
 
@@ -50,7 +51,7 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA when available), cpu or cuda
     workers: int = 0  # DataLoader worker processes (0: batches are made in the main process)
     threads: int = 1  # torch CPU threads; one avoids spin-waiting on a shared CPU (0: torch's default)
-    minutes: float | None = None  # optional time budget for the whole run (resumes included)
+    minutes: float | None = None  # optional budget of training minutes (resumes included); the lr anneals to fit it
     resume: bool = False  # continue from the run folder's checkpoint
     dsprites_npz: str | None = None  # the real dSprites npz (default: $DSPRITES_NPZ, else rendered)
     eval_n: int = 8192  # held-out units scored in the report
@@ -96,7 +97,7 @@ def unpack(packed: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """(N, H*W/8) uint8 -> (N, H, W) float images in {0, 1}, on packed's device."""
     shifts = torch.arange(7, -1, -1, device=packed.device, dtype=torch.uint8)
     bits = (packed[:, :, None] >> shifts) & 1
-    return bits.view(len(packed), *shape).float()
+    return bits.view(len(packed), -1)[:, : shape[0] * shape[1]].reshape(len(packed), *shape).float()
 
 
 class Units(Dataset):
@@ -138,10 +139,12 @@ def split(dag: DagSpec, config: TrainConfig) -> tuple[data.LabelSet, data.LabelS
 
 
 def learnable(scm: SCM) -> dict:
+    """The mechanisms that ``cq train`` fits, by node."""
     return {name: m for name, m in scm.mechanisms.items() if m.learnable}
 
 
 def set_lr(optim: pyro.optim.PyroOptim, lr: float) -> None:
+    """Set the learning rate of every parameter's optimizer (Pyro keeps one per parameter)."""
     for opt in optim.optim_objs.values():
         for group in opt.param_groups:
             group["lr"] = lr
@@ -163,6 +166,19 @@ def batch_values(batch: dict, dag: DagSpec, device) -> dict[str, torch.Tensor]:
     return values
 
 
+def resume_from(path: Path, dag: DagSpec, config: TrainConfig, device, log) -> tuple[dict | None, TrainConfig]:
+    """The run's last checkpoint (None if there is none) and its config, with this run's limits."""
+    if not path.exists():
+        log(f"nothing to resume at {path}; starting a new run")
+        return None, config
+    state = checkpoint.read_checkpoint(path, map_location=device)
+    checkpoint.check_dag(state, dag, path)
+    fixed = {f.name for f in fields(TrainConfig)} - {"epochs", "minutes", "device", "workers", "threads", "resume", "out", "dsprites_npz", "dag"}
+    config = dataclasses.replace(config, **{k: v for k, v in state["config"].items() if k in fixed})
+    log(f"resuming {path} after epoch {state['epoch']} of {config.epochs}")
+    return state, config
+
+
 def train(config: TrainConfig, *, log=print) -> dict:
     """Train, checkpoint every epoch, write the report; return the report's numbers."""
     from engine import training_report
@@ -171,17 +187,7 @@ def train(config: TrainConfig, *, log=print) -> dict:
     tune_cpu(config.threads)
     dag = load_dag(config.dag)
     path = checkpoint.checkpoint_path(Path(config.out))
-    state = None
-    if config.resume:
-        if path.exists():
-            state = checkpoint.read_checkpoint(path, map_location=device)
-            checkpoint.check_dag(state, dag, path)
-            keep = {"epochs", "minutes", "device", "workers", "threads", "resume", "out", "dsprites_npz", "dag"}
-            saved = {k: v for k, v in state["config"].items() if k not in keep and k in {f.name for f in fields(TrainConfig)}}
-            config = TrainConfig(**{**asdict(config), **saved})
-            log(f"resuming {path} after epoch {state['epoch']} of {config.epochs}")
-        else:
-            log(f"nothing to resume at {path}; starting a new run")
+    state, config = resume_from(path, dag, config, device, log) if config.resume else (None, config)
     npz = dsprites.npz_path(config.dsprites_npz)
     pyro.set_rng_seed(config.seed)
     pyro.clear_param_store()

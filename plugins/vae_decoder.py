@@ -239,9 +239,9 @@ class VaeDecoder(Mechanism, nn.Module):
         """The numeric value of a grid parent from its class index."""
         return getattr(self, f"values_{name}")[index]
 
-    def encode(self, parents: dict[str, torch.Tensor], names) -> torch.Tensor:
-        """One-hot (categorical), value (grid) or (sin, cos) (angles) per parent, concatenated."""
-        parts = []
+    def encode(self, parents: dict[str, torch.Tensor], names, n: int) -> torch.Tensor:
+        """One-hot (categorical), value (grid) or (sin, cos) (angles) per parent, concatenated: (n, width)."""
+        parts = [torch.zeros(n, 0, device=self.encoder[0].weight.device)]
         for p in names:
             domain, index = self.parents[p], parents[p]
             if domain.kind == "categorical":
@@ -259,7 +259,7 @@ class VaeDecoder(Mechanism, nn.Module):
         """The affine decoder's logits as a moved patch on a background of -logit_bound."""
         bound = float(self.config["logit_bound"])
         side = self.config["canvas"]
-        raw = self.decoder(torch.cat([self.encode(parents, self.drawn), z], 1))
+        raw = self.decoder(torch.cat([self.encode(parents, self.drawn, len(z)), z], 1))
         offset = self.shift(torch.stack([self.value(p, parents[p]) for p in self.translate], 1))
         return place((bound * torch.tanh(raw / bound)).view(-1, side, side), offset, self.height, self.width, -bound)
 
@@ -268,7 +268,7 @@ class VaeDecoder(Mechanism, nn.Module):
         if self.config["decoder"] == "affine":
             return self.sprite(parents, z).image()
         bound = float(self.config["logit_bound"])
-        raw = self.decoder(torch.cat([self.encode(parents, self.drawn), z], 1))
+        raw = self.decoder(torch.cat([self.encode(parents, self.drawn, len(z)), z], 1))
         return (bound * torch.tanh(raw / bound)).view(-1, self.height, self.width)
 
     def probs(self, parents: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
@@ -280,7 +280,7 @@ class VaeDecoder(Mechanism, nn.Module):
     def posterior(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoder's q(z | image, parents) = N(z_loc, z_scale)."""
         pooled = F.avg_pool2d(image[:, None].float(), self.config["pool"]).flatten(1)
-        out = self.encoder(torch.cat([pooled, self.encode(parents, self.parents)], 1))
+        out = self.encoder(torch.cat([pooled, self.encode(parents, self.parents, len(image))], 1))
         z_loc, raw_scale = out.chunk(2, dim=1)
         return z_loc, F.softplus(raw_scale) + 1e-4
 
@@ -321,9 +321,10 @@ class VaeDecoder(Mechanism, nn.Module):
             return (u < self.probs(parents, z)).float()
         # the same comparison, 1[u < p], with p read off the sprite: the background in one pass
         p = self.sprite(parents, z).squash(probability)
-        image = (u < p.background).float()
-        flat = u.reshape(len(u), -1)
-        return image.view(len(u), -1).scatter_(1, p.index, (flat.gather(1, p.index) < p.values).float()).view_as(u)
+        image = torch.lt(u, p.background, out=torch.empty_like(u))  # written as floats: one pass
+        inside = u.reshape(len(u), -1).gather(1, p.index)
+        image.view(len(u), -1).scatter_(1, p.index, torch.lt(inside, p.values, out=torch.empty_like(inside)))
+        return image
 
     def mean(self, parents, noise):
         """The probability map given the parents and the noise (only U_z matters)."""

@@ -76,6 +76,15 @@ def test_resume_after_a_crash_continues_from_the_saved_epoch(tiny, tmp_path, mon
     assert all(torch.equal(a[k], b[k]) for k in a)  # as if it had never stopped
 
 
+def test_a_time_budget_stops_the_run_and_still_reports(tiny):
+    logs = []
+    train(dataclasses.replace(tiny, epochs=50, minutes=1e-6), log=logs.append)
+    state = checkpoint.read_checkpoint(tiny.out)
+    assert state["epoch"] == 1 and state["step"] == 1  # one step, then the budget is spent
+    assert any("time budget reached" in line for line in logs)
+    assert (Path(tiny.out) / "report.json").exists()
+
+
 def test_resume_against_another_dag_is_a_checkpoint_error(tiny, tmp_path):
     train(dataclasses.replace(tiny, epochs=1), log=lambda s: None)
     other = tmp_path / "other.yaml"
