@@ -42,26 +42,26 @@ def abduct(scm: SCM, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return noise
 
 
-def counterfactual(scm: SCM, factual: dict[str, torch.Tensor], interventions: dict[str, torch.Tensor]) -> Draw:
+def counterfactual(scm: SCM, factual: dict[str, torch.Tensor], interventions: dict[str, torch.Tensor], *, means: bool = False) -> Draw:
     """Abduct the noise from ``factual``, apply ``do(interventions)``, predict every node."""
     n = next(iter(factual.values())).shape[0]
     noise = abduct(scm, factual)
     with poutine.condition(data=noise), poutine.do(data=interventions):
-        return _run(scm, n)
+        return _run(scm, n, means)
 
 
-def interventional(scm: SCM, interventions: dict[str, torch.Tensor], n: int) -> Draw:
+def interventional(scm: SCM, interventions: dict[str, torch.Tensor], n: int, *, means: bool = False) -> Draw:
     """n units drawn from the model under ``do(interventions)``."""
     with poutine.do(data={k: v.expand(n) for k, v in interventions.items()}):
-        return _run(scm, n)
+        return _run(scm, n, means)
 
 
-def observational(scm: SCM, evidence: dict[str, torch.Tensor], n: int, particles: int = 8192) -> tuple[Draw, float]:
+def observational(scm: SCM, evidence: dict[str, torch.Tensor], n: int, particles: int = 8192, *, means: bool = False) -> tuple[Draw, float]:
     """n units drawn given label evidence, by likelihood weighting; also the effective sample size."""
     particles = max(particles, 16 * n)
     clamped = {k: v.expand(particles) for k, v in evidence.items()}
     with poutine.do(data=clamped):
-        draw = _run(scm, particles)
+        draw = _run(scm, particles, means)
     log_w = sum(scm.mechanisms[k].log_prob(v, scm.parents(k, draw.values)) for k, v in clamped.items())
     log_w = torch.as_tensor(log_w, dtype=torch.float64)
     if not torch.isfinite(log_w).any():
@@ -72,17 +72,17 @@ def observational(scm: SCM, evidence: dict[str, torch.Tensor], n: int, particles
     return Draw({k: v[pick] for k, v in draw.values.items()}, {k: v[pick] for k, v in draw.means.items()}), ess
 
 
-def _run(scm: SCM, n: int) -> Draw:
-    """Run the (handled) model once, keeping each image node's probability map."""
+def _run(scm: SCM, n: int, means: bool) -> Draw:
+    """Run the (handled) model once; with ``means``, also each image node's probability map (one more decoder pass)."""
     trace = poutine.trace(scm).get_trace(n)
     values = trace.nodes["_RETURN"]["value"]
-    means = {}
-    for name in scm.order:
+    maps = {}
+    for name in scm.order if means else ():
         mean = getattr(scm.mechanisms[name], "mean", None)
         if mean is not None:
             noise = {site: trace.nodes[site]["value"] for site in scm.mechanisms[name].noise(1)}
-            means[name] = mean(scm.parents(name, values), noise)
-    return Draw(values, means)
+            maps[name] = mean(scm.parents(name, values), noise)
+    return Draw(values, maps)
 
 
 def seed(value: int) -> None:

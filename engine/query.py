@@ -73,12 +73,12 @@ class Runner:
                 batches[tuple(sorted(act))].append((i, statement, unit, act))
             elif isinstance(statement, ast.Interventional):
                 act = self._values(statement.interventions, "intervention")
-                draw = inference.interventional(self.scm, self._tensors(act), statement.samples)
+                draw = inference.interventional(self.scm, self._tensors(act), statement.samples, means=True)
                 answers[i] = self._answer("interventional", statement, {}, act, None, draw, {})
             else:
                 given = self._values(statement.evidence, "evidence")
                 try:
-                    draw, ess = inference.observational(self.scm, self._tensors(given), statement.samples)
+                    draw, ess = inference.observational(self.scm, self._tensors(given), statement.samples, means=True)
                 except inference.ImpossibleEvidence:
                     raise self.program.error(statement, "this evidence has probability zero under the model") from None
                 how = {"labels": f"likelihood weighting under do(evidence), resampled (effective sample size {ess:.0f})"}
@@ -92,7 +92,7 @@ class Runner:
         sizes = [s.samples for _, s, _, _ in group]
         factual = {n: torch.cat([u.values[n].expand(k, *u.values[n].shape[1:]) for (_, _, u, _), k in zip(group, sizes)]) for n in self.scm.order}
         act = {n: torch.cat([torch.full((k,), a[n][0], device=self.device) for (_, _, _, a), k in zip(group, sizes)]) for n in group[0][3]}
-        draw = inference.counterfactual(self.scm, factual, act)
+        draw = inference.counterfactual(self.scm, factual, act, means=True)
         how = {site: self.scm.mechanisms[n].abduction for n in self.scm.order for site in self.scm.mechanisms[n].noise(1)}
         out, start = {}, 0
         for (i, statement, unit, a), k in zip(group, sizes):
