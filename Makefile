@@ -4,13 +4,14 @@
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV := .venv
+# the demo's training budget in minutes; an existing run in runs/dsprites is reused
+MINUTES ?= 5
 BIN := $(VENV)/bin
 
 .PHONY: demo test clean
 
 $(BIN)/cq: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[dev,peer]'
 	touch $@
@@ -18,6 +19,9 @@ $(BIN)/cq: pyproject.toml
 demo: $(BIN)/cq
 	$(BIN)/cq data resample --dag dags/dsprites.yaml --n 200000 --seed 0 --out runs/data/dsprites.npz
 	$(BIN)/cq data check --dag dags/dsprites.yaml --data runs/data/dsprites.npz
+	$(BIN)/cq train --dag dags/dsprites.yaml --out runs/dsprites --minutes $(MINUTES) --resume
+	test -f runs/dsprites/oracles.pt || $(BIN)/cq train-oracles --model runs/dsprites
+	$(BIN)/cq query queries/*.cq --model runs/dsprites --out runs/answers
 
 test: $(BIN)/cq
 	$(BIN)/python -m pytest

@@ -139,8 +139,11 @@ def train_oracles_command(args) -> None:
     from engine.oracles import OracleConfig, train_oracles
 
     config = OracleConfig(**{k: v for k, v in vars(args).items() if k in OracleConfig.__dataclass_fields__ and v is not None})
-    metrics = train_oracles(args.model, config)
-    print(json.dumps(metrics, indent=2))
+    result = train_oracles(args.model, config)
+    print(f"trained in {result['train_seconds']:.0f} s; on {result['metrics']['eval_n']:,} fresh rendered images:")
+    for name, value in result["metrics"].items():
+        if name != "eval_n":
+            print(f"  {name:<26} {value:.4f}")
 
 
 def dsprites_npz(args):
@@ -219,6 +222,7 @@ def parser() -> argparse.ArgumentParser:
     oracles.add_argument("--seed", type=int)
     oracles.add_argument("--device", choices=["auto", "cpu", "cuda"])
     oracles.add_argument("--epochs", type=int)
+    oracles.add_argument("--n", type=int, help="uniformly random dSprites images to train on")
     oracles.add_argument("--threads", type=int, help="torch CPU threads (default 1; 0 keeps torch's default)")
     oracles.set_defaults(run=train_oracles_command)
     return p

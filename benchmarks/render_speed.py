@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import time
@@ -30,15 +31,21 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16384)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--packed", action="store_true", help="also build the bit-packed set with render_all_packed()")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     index = np.arange(min(args.n, dsprites.N_IMAGES))
-    print(f"rendering {len(index):,} images in batches of {args.batch_size:,} on {torch.get_num_threads()} thread(s)")
+    if not args.json:
+        print(f"rendering {len(index):,} images in batches of {args.batch_size:,} on {torch.get_num_threads()} thread(s)")
     start, cpu, on = time.perf_counter(), time.process_time(), 0
     for _, imgs in dsprites.iter_batches(index, args.batch_size):
         on += np.count_nonzero(imgs)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    if args.json:
+        print(json.dumps({"images": len(index), "seconds": seconds, "images_per_s": len(index) / seconds,
+                          "threads": torch.get_num_threads(), "peak_mib": peak_rss_mib()}))
+        return
     print(f"{seconds:.2f} s ({cpu:.2f} s of CPU), {len(index) / seconds:,.0f} images/s, "
           f"mean {on / max(len(index), 1):.1f} pixels on, peak memory {peak_rss_mib():,.0f} MiB")
     if args.packed:

@@ -156,6 +156,8 @@ class Evaluation:
             values = self.counterfactual(values, {n: original[n] for n in nodes})
             if k in cycles:
                 out[f"iou_after_{k}"] = float(iou(values[self.image].cpu().numpy(), self.images).mean())
+                back = torch.stack([values[n] == original[n] for n in self.labels]).all(0)
+                out[f"labels_back_after_{k}"] = float(back.float().mean())  # label counterfactuals are distributions
         out["intervened"] = ", ".join(nodes)
         return out
 

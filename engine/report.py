@@ -16,7 +16,7 @@ from engine.images import save_png, to_uint8
 from engine.query import Answer, Sample
 
 ZOOM = 2
-CAPTION = 60  # pixels of text under each tile
+CAPTION = 74  # pixels of text under each tile
 
 
 def write(answers: list[Answer], out: str | Path) -> list[dict]:

@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 import pyro
 import pyro.distributions as dist
+import pyro.poutine as poutine
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,6 +62,7 @@ DEFAULTS = {
     "encoder_hidden": 256,  # width of the encoder MLP
     "pool": 4,  # the encoder average-pools the image by this factor first
     "logit_bound": 25.0,  # logits = b * tanh(raw / b): how sure a pixel may get
+    "kl_weight": 4.0,  # weight of KL(q(z) || p(z)) while training (beta-VAE): keeps z from carrying the labels; reports use the true ELBO
 }
 
 
@@ -205,8 +207,9 @@ class VaeDecoder(Mechanism, nn.Module):
             c["hidden"] = hidden = [hidden]
         if not isinstance(hidden, list) or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
             raise self.error(f"hidden must be a list of positive layer widths, e.g. [256, 512], got {hidden!r}")
-        if isinstance(c["logit_bound"], bool) or not isinstance(c["logit_bound"], (int, float)) or c["logit_bound"] <= 0:
-            raise self.error(f"logit_bound must be a positive number, got {c['logit_bound']!r}")
+        for key in ("logit_bound", "kl_weight"):
+            if isinstance(c[key], bool) or not isinstance(c[key], (int, float)) or c[key] <= 0:
+                raise self.error(f"{key} must be a positive number, got {c[key]!r}")
         for key in ("angles", "translate"):
             names = c[key]
             if not isinstance(names, list) or not all(isinstance(p, str) for p in names):
@@ -292,7 +295,8 @@ class VaeDecoder(Mechanism, nn.Module):
         n = image.shape[0]
         with pyro.plate(f"{self.name}_batch", n):
             z_loc = image.new_zeros(n, self.latent_dim)
-            z = pyro.sample(f"{self.site}_z", dist.Normal(z_loc, torch.ones_like(z_loc)).to_event(1))
+            with poutine.scale(scale=self._kl_scale()):
+                z = pyro.sample(f"{self.site}_z", dist.Normal(z_loc, torch.ones_like(z_loc)).to_event(1))
             pyro.sample(self.name, dist.Bernoulli(logits=self.logits(parents, z)).to_event(2), obs=image)
 
     def guide(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> None:
@@ -300,7 +304,12 @@ class VaeDecoder(Mechanism, nn.Module):
         pyro.module(self.name, self)
         with pyro.plate(f"{self.name}_batch", image.shape[0]):
             z_loc, z_scale = self.posterior(image, parents)
-            pyro.sample(f"{self.site}_z", dist.Normal(z_loc, z_scale).to_event(1))
+            with poutine.scale(scale=self._kl_scale()):
+                pyro.sample(f"{self.site}_z", dist.Normal(z_loc, z_scale).to_event(1))
+
+    def _kl_scale(self) -> float:
+        """The KL weight while training; 1 (the true ELBO) otherwise."""
+        return float(self.config["kl_weight"]) if self.training else 1.0
 
     # ---- the mechanism contract -------------------------------------------------------------
 

@@ -60,6 +60,7 @@ def model(tmp_path_factory):
     """A tiny model of the default DAG, trained for a few hundred steps."""
     run = tmp_path_factory.mktemp("run")
     cq("train", "--out", run, "--n", 4000, "--epochs", 1, "--batch-size", 64, "--seed", 0)
+    cq("train-oracles", "--model", run, "--n", 2000, "--epochs", 1)
     return run
 
 
@@ -75,6 +76,8 @@ def test_query_answers_every_example_file(model, tmp_path):
             assert (tmp_path / s["image"]).exists() if not s["image"].startswith("/") else True
         if r["kind"] == "counterfactual":
             assert set(r["factual"]) >= {"labels", "image"}
+        if r["evidence"].get("unit") == 'png("queries/data/heart.png")' and "shape" not in r["statement"].split("do")[0]:
+            assert set(r["evidence"]["inferred from pixels"]) == {"shape", "orientation", "scale", "x", "y"}
     again = cq("query", *files, "--model", model, "--out", tmp_path / "again", "--json", "--seed", 1).stdout.splitlines()
     strip = lambda rs: [[s["labels"] for s in json.loads(r)["samples"]] for r in rs]
     assert strip(lines) == strip(again)

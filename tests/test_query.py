@@ -126,3 +126,37 @@ def test_png_errors(scm, tmp_path, monkeypatch):
     Image.fromarray(np.zeros((64, 64), np.uint8)).save("blank.png")
     message = error(scm, 'given png("blank.png", shape=heart), do(x=1)')
     assert "missing: orientation, scale, x, y" in message and "cq train-oracles" in message
+
+
+class TruthOracles:
+    """Stands in for trained pseudo-oracles: reads the labels of rendered images off a lookup table."""
+
+    def __init__(self, indices):
+        self.table = {dsprites.render_index(np.array([i]))[0].tobytes(): dsprites.factors(np.array([i])) for i in indices}
+
+    def predict(self, images):
+        found = [self.table[image.astype(np.uint8).tobytes()] for image in images]
+        return {k: np.concatenate([f[k] for f in found]) for k in dsprites.FACTORS}
+
+
+def test_labels_inferred_from_pixels_become_evidence(scm, tmp_path):
+    index = 400_000
+    Image.fromarray(dsprites.render_index(np.array([index]))[0] * 255).save(tmp_path / "raw.png")
+    program = parse('raw = png("raw.png")\ngiven raw, do(x=0)', str(tmp_path / "q.cq"))
+    inference.seed(0)
+    [answer] = Runner(scm, program, oracles=TruthOracles([index])).run()
+    truth = {n: v[0] for n, v in dsprites.factors(np.array([index])).items()}
+    inferred = answer.evidence["inferred from pixels"]
+    assert inferred["shape"] == dsprites.SHAPES[truth["shape"]]
+    assert inferred["x"] == pytest.approx(truth["x"] / 31, abs=1e-6)
+    assert answer.factual.labels == inferred
+    assert answer.samples[0].labels["x"] == 0.0
+    assert answer.samples[0].labels["shape"] == inferred["shape"]  # not a descendant of x
+
+
+def test_partial_labels_are_completed_from_pixels(scm, tmp_path):
+    index = 650_000
+    Image.fromarray(dsprites.render_index(np.array([index]))[0] * 255).save(tmp_path / "raw.png")
+    program = parse('given png("raw.png", shape=heart), do(x=0)', str(tmp_path / "q.cq"))
+    [answer] = Runner(scm, program, oracles=TruthOracles([index])).run()
+    assert set(answer.evidence["inferred from pixels"]) == {"orientation", "scale", "x", "y"}
