@@ -8,7 +8,7 @@ VENV := .venv
 MINUTES ?= 5
 BIN := $(VENV)/bin
 
-.PHONY: demo test clean
+.PHONY: demo test bench clean
 
 $(BIN)/cq: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ demo: $(BIN)/cq
 
 test: $(BIN)/cq
 	$(BIN)/python -m pytest
+
+bench: $(BIN)/cq
+	$(BIN)/python benchmarks/run_all
 
 clean:
 	rm -rf $(VENV) runs
