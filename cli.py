@@ -136,8 +136,10 @@ def eval_command(args) -> None:
 
 
 def train_oracles_command(args) -> None:
+    from engine.checkpoint import read_checkpoint
     from engine.oracles import OracleConfig, train_oracles
 
+    read_checkpoint(args.model)  # the oracles sit beside a trained model
     config = OracleConfig(**{k: v for k, v in vars(args).items() if k in OracleConfig.__dataclass_fields__ and v is not None})
     result = train_oracles(args.model, config)
     print(f"trained in {result['train_seconds']:.0f} s; on {result['metrics']['eval_n']:,} fresh rendered images:")
@@ -150,6 +152,17 @@ def dsprites_npz(args):
     from engine import dsprites
 
     return dsprites.npz_path(getattr(args, "dsprites_npz", None))
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -169,7 +182,7 @@ def parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="DAG-faithful dSprites data").add_subparsers(dest="action", required=True)
     resample = data.add_parser("resample", help="draw labels from the DAG and pair them with dSprites images")
     resample.add_argument("--dag", default=DEFAULT_DAG)
-    resample.add_argument("--n", type=int, default=200_000)
+    resample.add_argument("--n", type=positive, default=200_000)
     resample.add_argument("--seed", type=int, default=0)
     resample.add_argument("--out", default="runs/data/dsprites.npz")
     resample.add_argument("--dsprites-npz", help="the real dSprites npz (default: $DSPRITES_NPZ, else the built-in renderer)")
@@ -177,7 +190,7 @@ def parser() -> argparse.ArgumentParser:
     check = data.add_parser("check", help="test the labels against every statement the DAG implies")
     check.add_argument("--dag", default=DEFAULT_DAG)
     check.add_argument("--data", help="a file from 'cq data resample' (default: resample --n labels now)")
-    check.add_argument("--n", type=int, default=200_000)
+    check.add_argument("--n", type=positive, default=200_000)
     check.add_argument("--seed", type=int, default=0)
     check.set_defaults(run=data_check)
 
@@ -187,9 +200,9 @@ def parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="fit the DAG's learnable mechanisms (the image decoder) with SVI")
     train.add_argument("--dag", default=d.dag, help=f"the DAG file (default {d.dag})")
     train.add_argument("--out", default=d.out, help=f"run folder for model.pt and the report (default {d.out})")
-    train.add_argument("--epochs", type=int, help=f"passes over the training units (default {d.epochs})")
-    train.add_argument("--n", type=int, help=f"units resampled from the DAG, test units dropped (default {d.n:,})")
-    train.add_argument("--batch-size", type=int, help=f"units per SVI step (default {d.batch_size})")
+    train.add_argument("--epochs", type=positive, help=f"passes over the training units (default {d.epochs})")
+    train.add_argument("--n", type=positive, help=f"units resampled from the DAG, test units dropped (default {d.n:,})")
+    train.add_argument("--batch-size", type=positive, help=f"units per SVI step (default {d.batch_size})")
     train.add_argument("--lr", type=float, help=f"Adam's initial learning rate, cosine-decayed (default {d.lr:g})")
     train.add_argument("--seed", type=int, help=f"default {d.seed}")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when available (default auto)")
@@ -211,7 +224,7 @@ def parser() -> argparse.ArgumentParser:
 
     evaluation = commands.add_parser("eval", help="measure counterfactuals against the renderer's ground truth")
     evaluation.add_argument("--model", default="runs/dsprites")
-    evaluation.add_argument("--n", type=int, default=2000, help="held-out units per family")
+    evaluation.add_argument("--n", type=positive, default=2000, help="held-out units per family")
     evaluation.add_argument("--seed", type=int, default=0)
     evaluation.add_argument("--json", action="store_true")
     evaluation.add_argument("--dsprites-npz")
@@ -221,8 +234,8 @@ def parser() -> argparse.ArgumentParser:
     oracles.add_argument("--model", default="runs/dsprites")
     oracles.add_argument("--seed", type=int)
     oracles.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    oracles.add_argument("--epochs", type=int)
-    oracles.add_argument("--n", type=int, help="uniformly random dSprites images to train on")
+    oracles.add_argument("--epochs", type=positive)
+    oracles.add_argument("--n", type=positive, help="uniformly random dSprites images to train on")
     oracles.add_argument("--threads", type=int, help="torch CPU threads (default 1; 0 keeps torch's default)")
     oracles.set_defaults(run=train_oracles_command)
     return p

@@ -114,8 +114,8 @@ def load(path: str | Path) -> LabelSet:
             dag_hash, seed = str(f["dag_hash"]), int(f["seed"])
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; create it with 'cq data resample --out {path}'") from None
-    except (OSError, ValueError, KeyError) as e:
-        raise DataError(f"{path}: not a resampled label set ({e})") from None
+    except (OSError, ValueError, KeyError, EOFError):
+        raise DataError(f"{path}: not a resampled label set (an .npz written by 'cq data resample')") from None
     if set(labels) != set(dsprites.FACTORS):
         raise DataError(f"{path}: not a resampled label set (factors {sorted(labels)})")
     return LabelSet(labels, dag_hash, seed)

@@ -115,3 +115,12 @@ def test_every_shipped_dag_trains_and_answers(dag, tmp_path):
         assert "orientation" not in record["factual"]["labels"]
     message = user_error("query", query, "--model", tmp_path / "run", "--dag", "dags/dsprites.yaml")
     assert f"trained on DAG '{dag[:-5]}'" in message and "dags/dsprites.yaml" in message
+
+
+def test_bad_flags_and_files_exit_cleanly(tmp_path):
+    result = cq("data", "resample", "--n", -5, "--out", tmp_path / "x.npz", check=False)
+    assert result.returncode == 2 and "whole number >= 1" in result.stderr and "Traceback" not in result.stderr
+    assert "no such checkpoint" in user_error("train-oracles", "--model", tmp_path / "nothing")
+    assert not (tmp_path / "nothing").exists()
+    (tmp_path / "labels.npz").write_text("not an npz")
+    assert "not a resampled label set" in user_error("data", "check", "--data", tmp_path / "labels.npz")
