@@ -93,3 +93,14 @@ def test_missing_file_and_missing_nodes(write_dag, tmp_path):
         load_dag(tmp_path / "absent.yaml")
     with pytest.raises(DagError, match="top-level 'nodes:'"):
         load_dag(write_dag("name: empty\n"))
+
+
+def test_the_readme_example_is_a_complete_dag():
+    readme = (ROOT / "README.md").read_text()
+    text = readme.split("## DAG files\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    dag = parse_dag(text, "README.md")
+    assert dag.order[-1] == "img" and set(dag.labels) == {"shape", "scale", "orientation", "x", "y"}
+    build_scm(dag)
+    from engine.data import check_world
+
+    check_world(dag)
