@@ -1,10 +1,13 @@
 """Training speed: Pyro SVI (Trace_ELBO, Adam) against a plain PyTorch loop on the same network.
 
-Both train the image mechanism of a DAG on the same batch: SVI through its model and guide,
-the plain loop through the same decoder and encoder with the ELBO written by hand
-(Bernoulli log-likelihood of one z draw plus the Gaussian KL in closed form). Rounds of
-the two alternate so that other load on the machine hits both alike; the medians are printed
-with their ratio, and the bare decoder's forward speed on 4,096 units for reference.
+Both train the image mechanism of a DAG on the same batch with the trainer's Adam options
+(engine.svi.ADAM): the trainer's SVI step (engine.svi) through its model and guide, and for
+reference pyro.infer.SVI, which keeps one Adam per parameter tensor; the plain loop through the same
+decoder and encoder with the ELBO written by hand (Bernoulli log-likelihood of one z draw
+plus the Gaussian KL in closed form). Rounds of the two alternate so that other load on the
+machine hits both alike; the medians are printed with their ratio. Data loading is timed
+through the trainer's own loader (shuffled batches of bit-packed images, unpacked), and the
+bare decoder's forward speed on 4,096 units is printed for reference.
 
     python benchmarks/train_speed.py [--dag dags/dsprites.yaml] [--batch-size 128] [--steps 30] [--threads 1]
 """
@@ -13,21 +16,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bar while rendering the loader's images
 
 import pyro  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from pyro.infer import SVI, Trace_ELBO  # noqa: E402
+from pyro.infer import SVI as PyroSVI  # noqa: E402
+from pyro.infer import Trace_ELBO  # noqa: E402
 
+from engine import data  # noqa: E402
 from engine.dag import load_dag  # noqa: E402
 from engine.scm import build_scm  # noqa: E402
-from engine.train import tune_cpu  # noqa: E402
+from engine.svi import ADAM, SVI  # noqa: E402
+from engine.train import batch_values, batches, load_units, tune_cpu  # noqa: E402
 
 
 def plain_step(m, opt, image, parents) -> float:
@@ -48,6 +56,15 @@ def timed(step, steps: int, batch: int) -> float:
     for _ in range(steps):
         step()
     return steps * batch / (time.perf_counter() - start)
+
+
+def loading_rate(dag, name: str, batch_size: int, units: int = 20_000) -> float:
+    """Images/s through the trainer's loader: a shuffled batch of labels and packed images, unpacked."""
+    loaded = load_units(dag, data.resample(dag, units, seed=0), npz=None)
+    start, count = time.perf_counter(), 0
+    for batch in batches(loaded, batch_size, seed=0):
+        count += len(batch_values(batch, dag, "cpu")[name])
+    return count / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -71,16 +88,22 @@ def main() -> None:
     image, parents = values[name], scm.parents(name, values)
 
     pyro.clear_param_store()
-    svi = SVI(m.model, m.guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-    pyro_rates, plain_rates = [], []
+    svi = SVI({name: (m.model, m.guide)}, lr=1e-3)
+    reference = PyroSVI(m.model, m.guide, pyro.optim.Adam({"lr": 1e-3, **ADAM}), Trace_ELBO())
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3, **ADAM)
+    steps = {
+        "svi": lambda: svi.step({name: (image, parents)}),
+        "plain": lambda: plain_step(m, opt, image, parents),
+        "pyro.infer.SVI": lambda: reference.step(image, parents),
+    }
+    rates = {k: [] for k in steps}
     with pyro.validation_enabled(False):
-        for _ in range(3):  # warm up both
-            svi.step(image, parents)
-            plain_step(m, opt, image, parents)
+        for step in steps.values():  # warm up
+            for _ in range(3):
+                step()
         for _ in range(args.rounds):
-            pyro_rates.append(timed(lambda: svi.step(image, parents), args.steps, args.batch_size))
-            plain_rates.append(timed(lambda: plain_step(m, opt, image, parents), args.steps, args.batch_size))
+            for k, step in steps.items():
+                rates[k].append(timed(step, args.steps, args.batch_size))
 
     with torch.no_grad():
         take = torch.arange(4096) % args.batch_size
@@ -89,15 +112,20 @@ def main() -> None:
         m.probs(par, z)
         decoder = timed(lambda: m.probs(par, z), 5, 4096)
 
-    svi_rate, plain_rate = statistics.median(pyro_rates), statistics.median(plain_rates)
+    loading = loading_rate(dag, name, args.batch_size)
+    svi_rate, plain_rate, reference_rate = (statistics.median(rates[k]) for k in steps)
     if args.json:
         print(json.dumps({"svi_images_per_s": svi_rate, "plain_images_per_s": plain_rate, "ratio_svi_to_plain": svi_rate / plain_rate,
+                          "pyro_infer_svi_images_per_s": reference_rate, "ratio_pyro_infer_svi_to_plain": reference_rate / plain_rate,
+                          "loading_images_per_s": loading, "loading_share_of_svi_step": svi_rate / loading,
                           "decoder_images_per_s": decoder, "threads": torch.get_num_threads(), "batch_size": args.batch_size}))
         return
     print(f"threads {torch.get_num_threads()}, batch {args.batch_size}, {args.rounds} rounds of {args.steps} steps (medians)")
-    print(f"pyro SVI     {svi_rate:10,.0f} images/s")
-    print(f"plain torch  {plain_rate:10,.0f} images/s")
-    print(f"ratio SVI / plain: {svi_rate / plain_rate:.2f}")
+    print(f"SVI (engine.svi)   {svi_rate:10,.0f} images/s")
+    print(f"plain torch        {plain_rate:10,.0f} images/s")
+    print(f"pyro.infer.SVI     {reference_rate:10,.0f} images/s (one Adam per parameter tensor)")
+    print(f"ratio SVI / plain: {svi_rate / plain_rate:.2f} (pyro.infer.SVI / plain: {reference_rate / plain_rate:.2f})")
+    print(f"data loading       {loading:10,.0f} images/s: {svi_rate / loading:.1%} of an SVI step's time")
     print(f"decoder forward (4,096 units): {decoder:,.0f} images/s")
 
 

@@ -6,7 +6,7 @@ The file is a dict of tensors and plain Python values only, so it loads with
     {"format": "causal-query-checkpoint", "version": 1,
      "dag": {"name", "path", "text", "hash"},        # the DAG the weights belong to
      "mechanisms": {node: {"mechanism", "config", "state_dict"}},
-     "optimizer": {...},                              # pyro optim.get_state()
+     "optimizer": {...},                              # the Adam state_dict (engine.svi)
      "config": {...},                                 # the training config
      "epoch": 3, "step": 2100, "train_seconds": 412.0, "metrics": {...}}
 

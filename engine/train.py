@@ -2,8 +2,8 @@
 
     labels = resample(dag, n, seed), held-out test units dropped (engine.data.is_test)
     images = the dSprites image of each unit, rendered once and kept bit-packed
-    for each epoch, for each shuffled batch, for each learnable node:
-        svi.step(value, parents)      # Trace_ELBO over the node's model and guide, Adam
+    for each epoch, for each shuffled batch:
+        svi.step(...)                 # the Trace_ELBO of every learnable node's model and guide, one Adam step
     end of each epoch: one atomic, self-describing checkpoint (engine.checkpoint)
     end of training: test metrics and pictures (engine.training_report)
 
@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pyro
 import torch
-from pyro.infer import SVI, Trace_ELBO
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from tqdm import tqdm
 
@@ -34,6 +33,7 @@ from engine import checkpoint, data, dsprites
 from engine.dag import DagSpec, load_dag
 from engine.errors import CqError
 from engine.scm import SCM, build_scm
+from engine.svi import SVI
 
 
 @dataclass
@@ -128,6 +128,12 @@ def load_units(dag: DagSpec, labels: data.LabelSet, npz: str | None, chunk: int 
     return Units(tensors, packed, torch.from_numpy(row))
 
 
+def batches(units: Units, batch_size: int, seed: int, *, workers: int = 0, pin: bool = False) -> DataLoader:
+    """The units in a shuffled order fixed by ``seed``, a whole batch per index."""
+    sampler = BatchSampler(RandomSampler(units, generator=torch.Generator().manual_seed(seed)), batch_size, drop_last=False)
+    return DataLoader(units, sampler=sampler, batch_size=None, num_workers=workers, pin_memory=pin)
+
+
 def split(dag: DagSpec, config: TrainConfig) -> tuple[data.LabelSet, data.LabelSet]:
     """The training units and the held-out test units of one resample."""
     labels = data.resample(dag, config.n, config.seed)
@@ -141,13 +147,6 @@ def split(dag: DagSpec, config: TrainConfig) -> tuple[data.LabelSet, data.LabelS
 def learnable(scm: SCM) -> dict:
     """The mechanisms that ``cq train`` fits, by node."""
     return {name: m for name, m in scm.mechanisms.items() if m.learnable}
-
-
-def set_lr(optim: pyro.optim.PyroOptim, lr: float) -> None:
-    """Set the learning rate of every parameter's optimizer (Pyro keeps one per parameter)."""
-    for opt in optim.optim_objs.values():
-        for group in opt.param_groups:
-            group["lr"] = lr
 
 
 def schedule(config: TrainConfig, progress: float) -> float:
@@ -179,6 +178,15 @@ def resume_from(path: Path, dag: DagSpec, config: TrainConfig, device, log) -> t
     return state, config
 
 
+def optimizer_state(state: dict, path: Path) -> dict:
+    """The saved Adam state of a checkpoint; one from before engine.svi cannot be resumed."""
+    saved = state.get("optimizer") or {}
+    if saved and "param_groups" not in saved:
+        raise CqError(f"{path}: this run was saved by an older trainer whose optimizer state cannot be resumed; "
+                      "its model still answers queries, or train a new run without --resume")
+    return saved
+
+
 def train(config: TrainConfig, *, log=print) -> dict:
     """Train, checkpoint every epoch, write the report; return the report's numbers."""
     from engine import training_report
@@ -205,10 +213,9 @@ def train(config: TrainConfig, *, log=print) -> dict:
     log(f"{len(units):,} training units ({len(units.packed):,} distinct images), {len(test_units):,} held out; "
         f"data ready in {time.perf_counter() - t0:.1f}s on {device}")
 
-    optim = pyro.optim.Adam({"lr": config.lr})
-    if state is not None and state.get("optimizer"):
-        optim.set_state(state["optimizer"])
-    svis = {name: SVI(m.model, m.guide, optim, loss=Trace_ELBO()) for name, m in mechanisms.items()}
+    svi = SVI({name: (m.model, m.guide) for name, m in mechanisms.items()}, lr=config.lr)
+    if state is not None:
+        svi.load_state_dict(optimizer_state(state, path))
     steps_per_epoch = math.ceil(len(units) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     epoch = state["epoch"] if state else 0
@@ -222,9 +229,7 @@ def train(config: TrainConfig, *, log=print) -> dict:
         m.train()
     while epoch < config.epochs and not out_of_time:
         pyro.set_rng_seed(config.seed * 1_000_003 + epoch)  # resumable: each epoch seeds itself
-        order = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        sampler = BatchSampler(RandomSampler(units, generator=order), config.batch_size, drop_last=False)
-        loader = DataLoader(units, sampler=sampler, batch_size=None, num_workers=config.workers, pin_memory=device.type == "cuda")
+        loader = batches(units, config.batch_size, config.seed * 1_000_003 + epoch, workers=config.workers, pin=device.type == "cuda")
         total, count, start = 0.0, 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
         with pyro.validation_enabled(False):
@@ -232,10 +237,10 @@ def train(config: TrainConfig, *, log=print) -> dict:
                 elapsed = seconds + time.perf_counter() - start
                 progress = max(step / total_steps, elapsed / budget if budget else 0.0)
                 lr = schedule(config, progress)
-                set_lr(optim, lr)
+                svi.set_lr(lr)
                 values = batch_values(batch, dag, device)
                 n = len(next(iter(values.values())))
-                loss = sum(svi.step(values[name], scm.parents(name, values)) for name, svi in svis.items())
+                loss = svi.step({name: (values[name], scm.parents(name, values)) for name in mechanisms})
                 total, count, step = total + loss, count + n, step + 1
                 rate = count / (time.perf_counter() - start)
                 bar.set_postfix(loss=f"{total / count:.1f}", img_s=f"{rate:.0f}", lr=f"{lr:.1e}", refresh=False)
@@ -250,24 +255,24 @@ def train(config: TrainConfig, *, log=print) -> dict:
         log(f"epoch {epoch}/{config.epochs}: train neg ELBO {total / max(count, 1):.2f} nats/image, "
             f"{count / took:.0f} images/s, {took:.0f}s" + (" (time budget reached)" if out_of_time else ""))
         # the saved optimizer carries the next step's rate: a resumed run steps exactly as this one would
-        set_lr(optim, schedule(config, max(step / total_steps, seconds / budget if budget else 0.0)))
-        save(path, dag, scm, optim, config, epoch, step, seconds, {"epochs": history})
+        svi.set_lr(schedule(config, max(step / total_steps, seconds / budget if budget else 0.0)))
+        save(path, dag, scm, svi, config, epoch, step, seconds, {"epochs": history})
 
     for m in mechanisms.values():
         m.eval()
     report = training_report.write(scm, dag, test_units, config, Path(config.out), npz=npz, device=device,
                                    train={"epochs": epoch, "seconds": seconds, "history": history})
-    save(path, dag, scm, optim, config, epoch, step, seconds, {"epochs": history, "test": report["test"]})
+    save(path, dag, scm, svi, config, epoch, step, seconds, {"epochs": history, "test": report["test"]})
     return report
 
 
-def save(path: Path, dag: DagSpec, scm: SCM, optim, config: TrainConfig, epoch: int, step: int, seconds: float, metrics: dict) -> None:
+def save(path: Path, dag: DagSpec, scm: SCM, svi: SVI, config: TrainConfig, epoch: int, step: int, seconds: float, metrics: dict) -> None:
     """One checkpoint: weights, optimizer, DAG, configs, progress and metrics."""
     checkpoint.save_checkpoint(
         {
             "dag": checkpoint.dag_record(dag),
             "mechanisms": checkpoint.mechanism_records(scm),
-            "optimizer": optim.get_state(),
+            "optimizer": svi.state_dict(),
             "config": asdict(config),
             "epoch": epoch,
             "step": step,

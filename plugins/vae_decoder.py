@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.binary_image import BinaryImage
 from engine.mechanism import Mechanism
 from engine.registry import register_mechanism
 
@@ -297,7 +298,7 @@ class VaeDecoder(Mechanism, nn.Module):
             z_loc = image.new_zeros(n, self.latent_dim)
             with poutine.scale(scale=self._kl_scale()):
                 z = pyro.sample(f"{self.site}_z", dist.Normal(z_loc, torch.ones_like(z_loc)).to_event(1))
-            pyro.sample(self.name, dist.Bernoulli(logits=self.logits(parents, z)).to_event(2), obs=image)
+            pyro.sample(self.name, BinaryImage(self.logits(parents, z)), obs=image)
 
     def guide(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> None:
         """q(z | image, parents) = N(encoder(image, parents))."""

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from pyro.infer import SVI
 
 import cli
 from engine import checkpoint
 from engine.errors import CheckpointError, CqError
+from engine.svi import SVI
 from engine.train import TrainConfig, pick_device, train
 from tests.conftest import ROOT
 
@@ -91,6 +91,16 @@ def test_resume_against_another_dag_is_a_checkpoint_error(tiny, tmp_path):
     other.write_text(open(tiny.dag).read().replace("sigma: 1.1", "sigma: 1.2"))
     with pytest.raises(CheckpointError, match=r"trained on DAG 'dsprites' \(.*tiny\.yaml.*differs from .*other\.yaml"):
         train(dataclasses.replace(tiny, dag=str(other), resume=True, epochs=2), log=lambda s: None)
+
+
+def test_resuming_a_run_saved_by_the_old_per_parameter_optimizer_is_a_clear_error(tiny):
+    train(dataclasses.replace(tiny, epochs=1), log=lambda s: None)
+    path = checkpoint.checkpoint_path(tiny.out)
+    state = checkpoint.read_checkpoint(path)
+    state["optimizer"] = {"img$$$decoder.0.weight": {"state": {}, "param_groups": []}}  # pyro.optim's layout
+    checkpoint.save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, path)
+    with pytest.raises(CqError, match="older trainer.*without --resume"):
+        train(dataclasses.replace(tiny, resume=True), log=lambda s: None)
 
 
 def test_the_trained_model_loads_on_the_chosen_device(tiny):

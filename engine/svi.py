@@ -1,0 +1,68 @@
+"""Stochastic variational inference for several models and guides with one torch Adam.
+
+Each step sums the Trace_ELBO losses of the (model, guide) pairs, runs one backward pass
+and one Adam step over every parameter the traces touched (found as ``pyro.infer.SVI``
+finds them, new ones joining as they appear)::
+
+    svi = SVI({"img": (m.model, m.guide)}, lr=1e-3)
+    loss = svi.step({"img": (image, parents)})      # -ELBO of the batch, in nats
+
+This is Pyro's ``Trace_ELBO().differentiable_loss`` driven by a PyTorch optimizer, which Pyro
+documents for custom training loops. ``pyro.infer.SVI`` keeps one optimizer per parameter
+tensor instead; its per-tensor calls cost a tenth of a training step of the image decoder.
+"""
+
+from __future__ import annotations
+
+import pyro.poutine as poutine
+import torch
+from pyro.infer import Trace_ELBO
+
+ADAM = {"fused": True}  # Adam's update as one kernel per group of tensors, not five per tensor
+
+
+class SVI:
+    """Adam on the summed negative ELBO of named (model, guide) pairs."""
+
+    def __init__(self, pairs: dict, *, lr: float):
+        self.pairs, self.lr = pairs, lr
+        self.elbo = Trace_ELBO()
+        self.optimizer: torch.optim.Adam | None = None
+        self._seen: set[int] = set()  # ids of the parameters in the optimizer
+        self._waiting: dict | None = None  # a saved state, loaded once the parameters are known
+
+    def step(self, args: dict) -> float:
+        """One gradient step; ``args[name]`` are the positional arguments of that pair."""
+        with poutine.trace(param_only=True) as capture:
+            loss = sum(self.elbo.differentiable_loss(model, guide, *args[name]) for name, (model, guide) in self.pairs.items())
+        self._track(site["value"].unconstrained() for site in capture.trace.nodes.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def _track(self, params) -> None:
+        new = [p for p in params if id(p) not in self._seen]
+        if not new:
+            return
+        self._seen.update(map(id, new))
+        if self.optimizer is None:
+            self.optimizer = torch.optim.Adam(new, lr=self.lr, **ADAM)
+        else:
+            self.optimizer.add_param_group({"params": new})
+        if self._waiting is not None:
+            self.optimizer.load_state_dict(self._waiting)
+            self._waiting = None
+
+    def set_lr(self, lr: float) -> None:
+        """Use learning rate ``lr`` from the next step on."""
+        self.lr = lr
+        for group in self.optimizer.param_groups if self.optimizer else ():
+            group["lr"] = lr
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict() if self.optimizer else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a ``state_dict()``; applied at the first step, when the parameters are known."""
+        self._waiting = state or None
