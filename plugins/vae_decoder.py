@@ -318,11 +318,11 @@ class VaeDecoder(Mechanism, nn.Module):
         return next(self.parameters()).device
 
     def noise(self, n):
-        zeros = torch.zeros(n, self.latent_dim, device=self._device())
-        pix = torch.zeros(n, self.height, self.width, device=zeros.device)
+        # scalars expanded, not materialised: a query that conditions these sites never pays for n images of zeros
+        zero = torch.zeros((), device=self._device())
         return {
-            f"{self.site}_z": dist.Normal(zeros, torch.ones_like(zeros)).to_event(1),
-            f"{self.site}_pix": dist.Uniform(pix, torch.ones_like(pix)).to_event(2),
+            f"{self.site}_z": dist.Normal(zero, zero + 1).expand([n, self.latent_dim]).to_event(1),
+            f"{self.site}_pix": dist.Uniform(zero, zero + 1).expand([n, self.height, self.width]).to_event(2),
         }
 
     def assign(self, parents, noise):
