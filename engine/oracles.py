@@ -240,7 +240,7 @@ def _train(run_dir: Path, config: OracleConfig) -> dict:
     order = torch.Generator().manual_seed(config.seed)
     history, step, start, cpu = [], 0, time.perf_counter(), time.process_time()
     oracles.train()
-    bar = tqdm(total=total, desc="oracles", unit="batch")
+    bar = tqdm(total=total, desc="oracles", unit="batch", disable=None)  # none when the output is not a terminal
     while step < total and not (budget and time.perf_counter() - start >= budget):
         sums, batches = {f: 0.0 for f in FACTORS}, 0
         for rows in torch.randperm(config.n, generator=order).split(config.batch_size):

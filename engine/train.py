@@ -121,7 +121,7 @@ def load_units(dag: DagSpec, labels: data.LabelSet, npz: str | None, chunk: int 
     index = labels.index
     distinct, row = np.unique(index, return_inverse=True)
     parts = []
-    for start in tqdm(range(0, len(distinct), chunk), desc="images", unit="chunk", leave=False):
+    for start in tqdm(range(0, len(distinct), chunk), desc="images", unit="chunk", leave=False, disable=None):
         parts.append(pack(data.images(distinct[start:start + chunk], npz=npz)))
     packed = torch.cat(parts) if parts else torch.zeros(0, 1, dtype=torch.uint8)
     tensors = {k: torch.from_numpy(labels.labels[k]) for k in dag.labels}
@@ -231,7 +231,7 @@ def train(config: TrainConfig, *, log=print) -> dict:
         pyro.set_rng_seed(config.seed * 1_000_003 + epoch)  # resumable: each epoch seeds itself
         loader = batches(units, config.batch_size, config.seed * 1_000_003 + epoch, workers=config.workers, pin=device.type == "cuda")
         total, count, start = 0.0, 0, time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=None)  # none in logs
         with pyro.validation_enabled(False):
             for batch in bar:
                 elapsed = seconds + time.perf_counter() - start
