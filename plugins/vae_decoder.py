@@ -354,7 +354,7 @@ class VaeDecoder(Mechanism, nn.Module):
         p = self.sprite(parents, z).squash(probability)
         n = len(value)
         # off pixels outside the patch: Uniform(p_bg, 1), drawn in one pass over the image
-        u = p.values.new_empty(value.shape).uniform_(p.background, 1).clamp_(max=below_one(p.values.dtype))
+        u = p.values.new_empty(value.shape).uniform_(p.background, below_one(p.values.dtype))  # rounding may reach the top: still < 1
         flat = value.reshape(n, -1)
         inside = flat.gather(1, p.index)
         u.view(n, -1).scatter_(1, p.index, pixel_noise(inside, p.values))
