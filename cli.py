@@ -123,7 +123,8 @@ def eval_command(args) -> None:
     with torch.no_grad():
         results, evaluation = evaluate.run(scm, n=args.n, seed=args.seed, npz=dsprites_npz(args), oracles=oracles)
     picture = Path(args.model) / "eval_samples.png"
-    rows = [evaluation.samples(f) for f in evaluate.families(scm)[1:5]]
+    shown = evaluate.families(scm)[1:5]
+    rows = [evaluation.samples(f) for f in shown]
     save_png(grid(np.concatenate([np.concatenate(r) for r in rows]), columns=8), picture, scale=2)
     results["picture"] = str(picture)
     if args.json:
@@ -132,7 +133,7 @@ def eval_command(args) -> None:
     print(evaluate.table(results))
     if oracles is None:
         print(f"\n(no pseudo-oracles beside the model: run 'cq train-oracles --model {args.model}' for effectiveness)")
-    print(f"\nrows of {picture}: inputs, counterfactuals, ground truth, for do(shape=...) and do(scale)")
+    print(f"\nrows of {picture}: inputs, counterfactuals, ground truth, in threes for {', '.join(f.name for f in shown)}")
 
 
 def train_oracles_command(args) -> None:

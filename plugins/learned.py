@@ -59,7 +59,6 @@ class Fitted(Categorical, nn.Module):
 
     def guide(self, value: torch.Tensor, parents: dict[str, torch.Tensor]) -> None:
         """Nothing is latent: the ELBO is the log-likelihood."""
-        pyro.module(self.name, self)
 
     def truth(self) -> Mechanism:
         return self.__dict__["world"]

@@ -292,7 +292,9 @@ class VaeDecoder(Mechanism, nn.Module):
 
     def model(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> None:
         """p(z) = N(0, I),  p(image | parents, z) = Bernoulli(sigmoid(decoder(parents, z)))."""
-        pyro.module(self.name, self)
+        pyro.module(f"{self.name}_decoder", self.decoder)
+        if self.config["decoder"] == "affine":
+            pyro.module(f"{self.name}_shift", self.shift)
         n = image.shape[0]
         with pyro.plate(f"{self.name}_batch", n):
             z_loc = image.new_zeros(n, self.latent_dim)
@@ -302,7 +304,7 @@ class VaeDecoder(Mechanism, nn.Module):
 
     def guide(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> None:
         """q(z | image, parents) = N(encoder(image, parents))."""
-        pyro.module(self.name, self)
+        pyro.module(f"{self.name}_encoder", self.encoder)
         with pyro.plate(f"{self.name}_batch", image.shape[0]):
             z_loc, z_scale = self.posterior(image, parents)
             with poutine.scale(scale=self._kl_scale()):
