@@ -61,7 +61,8 @@ class SVI:
             group["lr"] = lr
 
     def state_dict(self) -> dict:
-        return self.optimizer.state_dict() if self.optimizer else {}
+        """Adam's state; before the first step, the state waiting to be loaded."""
+        return self.optimizer.state_dict() if self.optimizer else (self._waiting or {})
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a ``state_dict()``; applied at the first step, when the parameters are known."""

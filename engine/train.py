@@ -178,10 +178,12 @@ def resume_from(path: Path, dag: DagSpec, config: TrainConfig, device, log) -> t
     return state, config
 
 
-def optimizer_state(state: dict, path: Path) -> dict:
-    """The saved Adam state of a checkpoint; one from before engine.svi cannot be resumed."""
+def optimizer_state(state: dict, path: Path, *, needed: bool) -> dict:
+    """The saved Adam state of a checkpoint; one from before engine.svi cannot resume training (a finished run just reports)."""
     saved = state.get("optimizer") or {}
     if saved and "param_groups" not in saved:
+        if not needed:
+            return {}
         raise CqError(f"{path}: this run was saved by an older trainer whose optimizer state cannot be resumed; "
                       "its model still answers queries, or train a new run without --resume")
     return saved
@@ -214,8 +216,6 @@ def train(config: TrainConfig, *, log=print) -> dict:
         f"data ready in {time.perf_counter() - t0:.1f}s on {device}")
 
     svi = SVI({name: (m.model, m.guide) for name, m in mechanisms.items()}, lr=config.lr)
-    if state is not None:
-        svi.load_state_dict(optimizer_state(state, path))
     steps_per_epoch = math.ceil(len(units) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     epoch = state["epoch"] if state else 0
@@ -224,6 +224,8 @@ def train(config: TrainConfig, *, log=print) -> dict:
     history = list(state.get("metrics", {}).get("epochs", [])) if state else []
     budget = config.minutes * 60 if config.minutes else None
     out_of_time = budget is not None and seconds >= budget
+    if state is not None:
+        svi.load_state_dict(optimizer_state(state, path, needed=epoch < config.epochs and not out_of_time))
 
     for m in mechanisms.values():
         m.train()

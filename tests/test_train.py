@@ -101,6 +101,16 @@ def test_resuming_a_run_saved_by_the_old_per_parameter_optimizer_is_a_clear_erro
     checkpoint.save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, path)
     with pytest.raises(CqError, match="older trainer.*without --resume"):
         train(dataclasses.replace(tiny, resume=True), log=lambda s: None)
+    train(dataclasses.replace(tiny, epochs=1, resume=True), log=lambda s: None)  # finished: it only reports again
+
+
+def test_reporting_a_finished_run_again_keeps_its_optimizer_state(tiny):
+    train(dataclasses.replace(tiny, epochs=1), log=lambda s: None)
+    before = checkpoint.read_checkpoint(tiny.out)["optimizer"]
+    train(dataclasses.replace(tiny, epochs=1, resume=True), log=lambda s: None)
+    after = checkpoint.read_checkpoint(tiny.out)["optimizer"]
+    assert after["param_groups"] == before["param_groups"]
+    assert all(torch.equal(after["state"][k]["exp_avg"], before["state"][k]["exp_avg"]) for k in before["state"])
 
 
 def test_the_trained_model_loads_on_the_chosen_device(tiny):
