@@ -10,7 +10,7 @@ slow spell on the shared machine cancels out instead of landing on one side. Dat
 through the trainer's own loader (shuffled batches of bit-packed images, unpacked), and the
 bare decoder's forward speed on 4,096 units is printed for reference.
 
-    python benchmarks/train_speed.py [--dag dags/dsprites.yaml] [--batch-size 128] [--steps 10] [--rounds 15] [--threads 1]
+    python benchmarks/train_speed.py [--dag dags/dsprites.yaml] [--batch-size N: the trainer's default] [--steps 10] [--rounds 15] [--threads 1]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from engine import data  # noqa: E402
 from engine.dag import load_dag  # noqa: E402
 from engine.scm import build_scm  # noqa: E402
 from engine.svi import ADAM, SVI  # noqa: E402
-from engine.train import batch_values, batches, load_units, tune_cpu  # noqa: E402
+from engine.train import TrainConfig, batch_values, batches, load_units, tune_cpu  # noqa: E402
 
 
 def plain_step(m, opt, image, parents) -> float:
@@ -69,7 +69,7 @@ def loading_rate(dag, name: str, batch_size: int, units: int = 20_000) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dag", default="dags/dsprites.yaml")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="default: the trainer's")
     p.add_argument("--steps", type=int, default=10, help="steps per round")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
