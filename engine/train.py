@@ -252,9 +252,9 @@ def train(config: TrainConfig, *, log=print) -> dict:
         took = time.perf_counter() - start
         seconds += took
         epoch += 1
-        history.append({"epoch": epoch, "train_neg_elbo": total / max(count, 1), "seconds": took, "images_per_s": count / took, "lr": lr,
+        history.append({"epoch": epoch, "train_loss": total / max(count, 1), "seconds": took, "images_per_s": count / took, "lr": lr,
                         "units": count})
-        log(f"epoch {epoch}/{config.epochs}: train neg ELBO {total / max(count, 1):.2f} nats/image, "
+        log(f"epoch {epoch}/{config.epochs}: train loss {total / max(count, 1):.2f} nats/image, "
             f"{count / took:.0f} images/s, {took:.0f}s" + (" (time budget reached)" if out_of_time else ""))
         # the saved optimizer carries the next step's rate: a resumed run steps exactly as this one would
         svi.set_lr(schedule(config, max(step / total_steps, seconds / budget if budget else 0.0)))

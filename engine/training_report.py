@@ -127,8 +127,11 @@ def markdown(report: dict, history: list[dict]) -> str:
     if train:
         lines += [f"{train['epochs']} epochs in {train['seconds'] / 60:.1f} minutes of training.", ""]
     if history:
-        lines += ["| epoch | train neg ELBO (nats/image) | images/s | seconds |", "| --- | --- | --- | --- |"]
-        lines += [f"| {h['epoch']} | {h['train_neg_elbo']:.2f} | {h['images_per_s']:.0f} | {h['seconds']:.0f} |" for h in history]
+        lines += ["The training loss is the objective SVI minimises, per image: the neg ELBO with each image "
+                  "mechanism's KL term times its `kl_weight`, plus the NLL of any learned label mechanism.", "",
+                  "| epoch | train loss (nats/image) | images/s | seconds |", "| --- | --- | --- | --- |"]
+        # train_neg_elbo: the same figure, in runs saved before it was named for what it is
+        lines += [f"| {h['epoch']} | {h.get('train_loss', h.get('train_neg_elbo')):.2f} | {h['images_per_s']:.0f} | {h['seconds']:.0f} |" for h in history]
         lines.append("")
     for name, m in report["test"].items():
         lines += [f"## Node `{name}` on {m['units']:,} held-out test units", "",
