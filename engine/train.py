@@ -184,8 +184,8 @@ def optimizer_state(state: dict, path: Path, *, needed: bool) -> dict:
     if saved and "param_groups" not in saved:
         if not needed:
             return {}
-        raise CqError(f"{path}: this run was saved by an older trainer whose optimizer state cannot be resumed; "
-                      "its model still answers queries, or train a new run without --resume")
+        raise CqError(f"{path}: this run was saved by an older trainer whose optimizer state cannot be resumed; its model "
+                      f"still answers queries; to train on, start a new run (delete {path.parent} or choose another --out)")
     return saved
 
 
@@ -225,7 +225,11 @@ def train(config: TrainConfig, *, log=print) -> dict:
     budget = config.minutes * 60 if config.minutes else None
     out_of_time = budget is not None and seconds >= budget
     if state is not None:
-        svi.load_state_dict(optimizer_state(state, path, needed=epoch < config.epochs and not out_of_time))
+        needed = epoch < config.epochs and not out_of_time
+        saved = optimizer_state(state, path, needed=needed)
+        if needed and not saved:
+            log(f"{path} holds no optimizer state; Adam starts afresh")
+        svi.load_state_dict(saved)
 
     for m in mechanisms.values():
         m.train()

@@ -99,7 +99,7 @@ def test_resuming_a_run_saved_by_the_old_per_parameter_optimizer_is_a_clear_erro
     state = checkpoint.read_checkpoint(path)
     state["optimizer"] = {"img$$$decoder.0.weight": {"state": {}, "param_groups": []}}  # pyro.optim's layout
     checkpoint.save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, path)
-    with pytest.raises(CqError, match="older trainer.*without --resume"):
+    with pytest.raises(CqError, match="older trainer.*start a new run"):
         train(dataclasses.replace(tiny, resume=True), log=lambda s: None)
     train(dataclasses.replace(tiny, epochs=1, resume=True), log=lambda s: None)  # finished: it only reports again
 
