@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from pyro.distributions import TorchDistribution
+from torch.autograd.function import once_differentiable
 from torch.distributions import constraints
 
 
@@ -28,9 +29,13 @@ class _ImageNLL(torch.autograd.Function):
         return F.binary_cross_entropy_with_logits(logits, value, reduction="none").sum((-2, -1))
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         logits, value = ctx.saved_tensors
-        return torch.sigmoid(logits).sub_(value).mul_(grad[..., None, None]), None
+        grad = grad[..., None, None]
+        d_logits = torch.sigmoid(logits).sub_(value).mul_(grad) if ctx.needs_input_grad[0] else None
+        d_value = -logits * grad if ctx.needs_input_grad[1] else None  # d/dx of x l - softplus(l) is l
+        return d_logits, d_value
 
 
 class BinaryImage(TorchDistribution):
@@ -40,6 +45,8 @@ class BinaryImage(TorchDistribution):
     support = constraints.independent(constraints.boolean, 2)
 
     def __init__(self, logits: torch.Tensor, validate_args=None):
+        if logits.dim() < 2:
+            raise ValueError(f"BinaryImage needs logits of shape (..., H, W), got {tuple(logits.shape)}")
         self.logits = logits
         super().__init__(logits.shape[:-2], logits.shape[-2:], validate_args=validate_args)
 
@@ -48,7 +55,7 @@ class BinaryImage(TorchDistribution):
         return torch.sigmoid(self.logits)
 
     def expand(self, batch_shape, _instance=None) -> "BinaryImage":
-        return BinaryImage(self.logits.expand(torch.Size(batch_shape) + self.event_shape), validate_args=False)
+        return BinaryImage(self.logits.expand(torch.Size(batch_shape) + self.event_shape), validate_args=self._validate_args)
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         with torch.no_grad():

@@ -33,7 +33,7 @@ from engine import checkpoint, data, dsprites
 from engine.dag import DagSpec, load_dag
 from engine.errors import CqError
 from engine.scm import SCM, build_scm
-from engine.svi import SVI
+from engine.svi import SVI, StateMismatch
 
 
 @dataclass
@@ -179,11 +179,14 @@ def resume_from(path: Path, dag: DagSpec, config: TrainConfig, device, log) -> t
 
 
 def optimizer_state(state: dict, path: Path, *, needed: bool) -> dict:
-    """The saved Adam state of a checkpoint; one from before engine.svi cannot resume training (a finished run just reports)."""
+    """The saved Adam state of a checkpoint, kept as it is when no training follows.
+
+    A state from an older trainer (without parameter names) cannot resume training.
+    """
     saved = state.get("optimizer") or {}
-    if saved and "param_groups" not in saved:
+    if saved and "names" not in saved:
         if not needed:
-            return {}
+            return saved  # written back unchanged by this run's checkpoint
         raise CqError(f"{path}: this run was saved by an older trainer whose optimizer state cannot be resumed; its model "
                       f"still answers queries; to train on, start a new run (delete {path.parent} or choose another --out)")
     return saved
@@ -246,7 +249,10 @@ def train(config: TrainConfig, *, log=print) -> dict:
                 svi.set_lr(lr)
                 values = batch_values(batch, dag, device)
                 n = len(next(iter(values.values())))
-                loss = svi.step({name: (values[name], scm.parents(name, values)) for name in mechanisms})
+                try:
+                    loss = svi.step({name: (values[name], scm.parents(name, values)) for name in mechanisms})
+                except StateMismatch as e:  # at the first step of a resumed run
+                    raise CqError(f"{path}: {e}; start a new run (delete {path.parent} or choose another --out)") from None
                 total, count, step = total + loss, count + n, step + 1
                 rate = count / (time.perf_counter() - start)
                 bar.set_postfix(loss=f"{total / count:.1f}", img_s=f"{rate:.0f}", lr=f"{lr:.1e}", refresh=False)

@@ -41,3 +41,16 @@ def test_shapes_samples_mean_and_expand():
 def test_validation_refuses_images_that_are_not_binary():
     with pytest.raises(ValueError):
         BinaryImage(torch.zeros(1, 2, 2), validate_args=True).log_prob(torch.full((1, 2, 2), 0.5))
+
+
+def test_the_gradient_with_respect_to_the_image_matches_too():
+    logits = torch.randn(3, 4, 4)
+    image = torch.rand(3, 4, 4).round().requires_grad_()
+    (mine,) = torch.autograd.grad(BinaryImage(logits).log_prob(image).sum(), image)
+    (theirs,) = torch.autograd.grad(dist.Bernoulli(logits=logits).to_event(2).log_prob(image).sum(), image)
+    torch.testing.assert_close(mine, theirs)
+
+
+def test_logits_without_two_image_dims_are_refused():
+    with pytest.raises(ValueError, match=r"\(\.\.\., H, W\)"):
+        BinaryImage(torch.zeros(5))

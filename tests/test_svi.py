@@ -11,7 +11,7 @@ import torch
 from pyro.infer import SVI as PyroSVI
 from pyro.infer import Trace_ELBO
 
-from engine.svi import ADAM, SVI
+from engine.svi import ADAM, SVI, StateMismatch
 
 
 def mean_model(x):
@@ -87,3 +87,27 @@ def test_parameters_that_appear_later_join_the_optimizer():
     svi.step({"x": (x,), "y": (x * 5,)})
     assert len(svi.optimizer.param_groups) == 2
     assert pyro.param("s").item() != before
+
+
+def test_a_state_saved_for_other_parameters_is_refused():
+    x = torch.randn(10)
+    first = SVI({"x": (mean_model, guide)}, lr=0.1)
+    first.step({"x": (x,)})
+    state = copy.deepcopy(first.state_dict())
+    assert state["names"] == ["mu"]
+    state["names"] = ["s"]
+    second = SVI({"x": (mean_model, guide)}, lr=0.1)
+    second.load_state_dict(state)
+    with pytest.raises(StateMismatch, match="for parameters s, not mu"):
+        second.step({"x": (x,)})
+
+
+def test_pairs_without_parameters_give_their_loss_and_step_nothing():
+    def fixed(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Normal(0.0, 1.0), obs=x)
+
+    x = torch.zeros(4)
+    svi = SVI({"x": (fixed, guide)}, lr=0.1)
+    assert svi.step({"x": (x,)}) == pytest.approx(4 * 0.5 * torch.log(torch.tensor(2 * torch.pi)).item())
+    assert svi.optimizer is None and svi.state_dict() == {}

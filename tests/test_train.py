@@ -102,6 +102,19 @@ def test_resuming_a_run_saved_by_the_old_per_parameter_optimizer_is_a_clear_erro
     with pytest.raises(CqError, match="older trainer.*start a new run"):
         train(dataclasses.replace(tiny, resume=True), log=lambda s: None)
     train(dataclasses.replace(tiny, epochs=1, resume=True), log=lambda s: None)  # finished: it only reports again
+    assert checkpoint.read_checkpoint(path)["optimizer"] == state["optimizer"]  # ... and keeps what it cannot read
+    with pytest.raises(CqError, match="older trainer"):
+        train(dataclasses.replace(tiny, resume=True), log=lambda s: None)
+
+
+def test_resuming_with_other_parameters_than_the_saved_optimizer_state_is_a_clear_error(tiny):
+    train(dataclasses.replace(tiny, epochs=1), log=lambda s: None)
+    path = checkpoint.checkpoint_path(tiny.out)
+    state = checkpoint.read_checkpoint(path)
+    state["optimizer"]["names"] = list(reversed(state["optimizer"]["names"]))
+    checkpoint.save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, path)
+    with pytest.raises(CqError, match="optimizer state is for parameters .*start a new run"):
+        train(dataclasses.replace(tiny, resume=True), log=lambda s: None)
 
 
 def test_reporting_a_finished_run_again_keeps_its_optimizer_state(tiny):
@@ -109,8 +122,8 @@ def test_reporting_a_finished_run_again_keeps_its_optimizer_state(tiny):
     before = checkpoint.read_checkpoint(tiny.out)["optimizer"]
     train(dataclasses.replace(tiny, epochs=1, resume=True), log=lambda s: None)
     after = checkpoint.read_checkpoint(tiny.out)["optimizer"]
-    assert after["param_groups"] == before["param_groups"]
-    assert all(torch.equal(after["state"][k]["exp_avg"], before["state"][k]["exp_avg"]) for k in before["state"])
+    assert after["names"] == before["names"] and after["adam"]["param_groups"] == before["adam"]["param_groups"]
+    assert all(torch.equal(after["adam"]["state"][k]["exp_avg"], before["adam"]["state"][k]["exp_avg"]) for k in before["adam"]["state"])
 
 
 def test_the_trained_model_loads_on_the_chosen_device(tiny):
