@@ -62,22 +62,33 @@ def _umask() -> int:
     return mask
 
 
-def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load and check a checkpoint dict; a missing, truncated or foreign file is a CheckpointError."""
-    path = checkpoint_path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint; train one with 'cq train --out {path.parent}'")
+def read_marked(path: Path, fmt: str, version: int, *, kind: str, hint: str = "", map_location="cpu") -> dict:
+    """The dict in a file written by ``save_checkpoint`` with ``fmt`` and ``version``, loaded without unpickling code.
+
+    A truncated, foreign or other-version file is a CheckpointError naming the file, the
+    ``kind`` of file expected and, when given, the ``hint`` (what to do about it).
+    """
+    tail = f"; {hint}" if hint else ""
     try:
         with warnings.catch_warnings():  # a foreign pickle draws warnings before it fails
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch.load fails in many ways on foreign bytes; each means "not ours"
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated, corrupt or not a torch file: {reason})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a causal-query checkpoint (it has no '{FORMAT}' format marker)")
-    if state.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {state.get('version')!r}; this program reads version {VERSION}")
+        raise CheckpointError(f"{path}: not a readable {kind} (truncated, corrupt or not a torch file: {reason}){tail}") from None
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise CheckpointError(f"{path}: not a causal-query {kind} (it has no '{fmt}' format marker){tail}")
+    if state.get("version") != version:
+        raise CheckpointError(f"{path}: {kind} format version {state.get('version')!r}; this program reads version {version}{tail}")
+    return state
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load and check a checkpoint dict; a missing, truncated or foreign file is a CheckpointError."""
+    path = checkpoint_path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint; train one with 'cq train --out {path.parent}'")
+    state = read_marked(path, FORMAT, VERSION, kind="checkpoint", map_location=map_location)
     missing = {"dag", "mechanisms", "config", "epoch"} - set(state)
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint, missing {sorted(missing)}")

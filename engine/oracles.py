@@ -22,9 +22,7 @@ so none has to learn translation; images are thresholded at 0.5, as the soundnes
 from __future__ import annotations
 
 import math
-import pickle
 import time
-import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -295,15 +293,7 @@ def load_oracles(run_dir: str | Path) -> Oracles | None:
     if not path.exists():
         return None
     retrain = f"retrain them with 'cq train-oracles --model {path.parent}'"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable oracles file (truncated, corrupt or not a torch file: {reason}); {retrain}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a pseudo-oracles file (it has no '{FORMAT}' format marker); {retrain}")
-    if state.get("version") != VERSION:
-        raise CheckpointError(f"{path}: oracles format version {state.get('version')!r}; this program reads version {VERSION}")
+    state = checkpoint.read_marked(path, FORMAT, VERSION, kind="pseudo-oracles file", hint=retrain)
     known = {f.name for f in fields(OracleConfig)}
     oracles = Oracles(OracleConfig(**{k: v for k, v in state.get("config", {}).items() if k in known}))
     try:
