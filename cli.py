@@ -172,6 +172,17 @@ def positive(text: str) -> int:
     return value
 
 
+def above_zero(text: str) -> float:
+    """An argparse type: a finite number greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cq", description="Ask a causal model of images 'what if?'.")
     commands = p.add_subparsers(dest="command", required=True)
@@ -210,12 +221,12 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=positive, help=f"passes over the training units (default {d.epochs})")
     train.add_argument("--n", type=positive, help=f"units resampled from the DAG, test units dropped (default {d.n:,})")
     train.add_argument("--batch-size", type=positive, help=f"units per SVI step (default {d.batch_size})")
-    train.add_argument("--lr", type=float, help=f"Adam's initial learning rate, cosine-decayed (default {d.lr:g})")
+    train.add_argument("--lr", type=above_zero, help=f"Adam's initial learning rate, cosine-decayed (default {d.lr:g})")
     train.add_argument("--seed", type=int, help=f"default {d.seed}")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when available (default auto)")
     train.add_argument("--workers", type=int, help=f"DataLoader worker processes (default {d.workers})")
     train.add_argument("--threads", type=int, help=f"torch CPU threads, 0 for torch's default (default {d.threads})")
-    train.add_argument("--minutes", type=float, help="time budget for training; the learning rate schedule follows it")
+    train.add_argument("--minutes", type=above_zero, help="time budget for training; the learning rate schedule follows it")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
     train.add_argument("--dsprites-npz", help="the real dSprites npz (default: $DSPRITES_NPZ, else the built-in renderer)")
     train.set_defaults(run=train_command)

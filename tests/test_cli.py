@@ -120,6 +120,10 @@ def test_every_shipped_dag_trains_and_answers(dag, tmp_path):
 def test_bad_flags_and_files_exit_cleanly(tmp_path):
     result = cq("data", "resample", "--n", -5, "--out", tmp_path / "x.npz", check=False)
     assert result.returncode == 2 and "whole number >= 1" in result.stderr and "Traceback" not in result.stderr
+    for flag, value in [("--lr", -1), ("--lr", "nan"), ("--minutes", 0)]:
+        result = cq("train", "--out", tmp_path / "never", flag, value, check=False)
+        assert result.returncode == 2 and "number > 0" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "never").exists()
     assert "no such checkpoint" in user_error("train-oracles", "--model", tmp_path / "nothing")
     assert not (tmp_path / "nothing").exists()
     (tmp_path / "labels.npz").write_text("not an npz")
