@@ -24,8 +24,8 @@ DEFAULT_DAG = "dags/dsprites.yaml"
 
 
 def dag_show(args) -> None:
-    from engine.dag import load_dag
-    from engine.scm import build_scm
+    from engine.model.dag import load_dag
+    from engine.model.scm import build_scm
 
     dag = load_dag(args.file)
     build_scm(dag)  # validates every mechanism and its parameters
@@ -43,8 +43,9 @@ def dag_show(args) -> None:
 
 
 def data_resample(args) -> None:
-    from engine import data, dsprites
-    from engine.dag import load_dag
+    from engine.worlds.dsprites import data
+    from engine.worlds.dsprites import render as dsprites
+    from engine.model.dag import load_dag
     from engine.images import grid, save_png
 
     dag = load_dag(args.dag)
@@ -57,9 +58,10 @@ def data_resample(args) -> None:
 
 
 def data_check(args) -> None:
-    from engine import data, faithfulness
-    from engine.dag import load_dag
-    from engine.scm import build_scm
+    from engine.worlds.dsprites import data
+    from engine.causal import faithfulness
+    from engine.model.dag import load_dag
+    from engine.model.scm import build_scm
 
     dag = load_dag(args.dag)
     labels = data.load(args.data) if args.data else data.resample(dag, args.n, args.seed)
@@ -75,7 +77,7 @@ def data_check(args) -> None:
 
 
 def train_command(args) -> None:
-    from engine.train import TrainConfig, train
+    from engine.learn.train import TrainConfig, train
 
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None})
     report = train(config)
@@ -86,8 +88,8 @@ def train_command(args) -> None:
 
 
 def dag_draw(args) -> None:
-    from engine.dag import load_dag
-    from engine.dag_picture import draw
+    from engine.model.dag import load_dag
+    from engine.model.picture import draw
 
     print(f"wrote {draw(load_dag(args.file), args.out)}")
 
@@ -95,11 +97,12 @@ def dag_draw(args) -> None:
 def query_command(args) -> None:
     import torch
 
-    from engine import inference, report
-    from engine.checkpoint import load_model
+    from engine.causal import inference
+    from engine.query import report
+    from engine.learn.checkpoint import load_model
     from engine.lang import parse_file
-    from engine.oracles import load_oracles
-    from engine.query import Runner
+    from engine.worlds.dsprites.oracles import load_oracles
+    from engine.query.runner import Runner
 
     dag, scm = load_model(args.model, dag=args.dag)
     oracles = load_oracles(args.model)
@@ -120,9 +123,9 @@ def eval_command(args) -> None:
     import torch
 
     from engine import evaluate
-    from engine.checkpoint import load_model
+    from engine.learn.checkpoint import load_model
     from engine.images import grid, save_png
-    from engine.oracles import load_oracles
+    from engine.worlds.dsprites.oracles import load_oracles
 
     dag, scm = load_model(args.model)
     oracles = load_oracles(args.model)
@@ -143,8 +146,8 @@ def eval_command(args) -> None:
 
 
 def train_oracles_command(args) -> None:
-    from engine.checkpoint import read_checkpoint
-    from engine.oracles import OracleConfig, train_oracles
+    from engine.learn.checkpoint import read_checkpoint
+    from engine.worlds.dsprites.oracles import OracleConfig, train_oracles
 
     read_checkpoint(args.model)  # the oracles sit beside a trained model
     config = OracleConfig(**{k: v for k, v in vars(args).items() if k in OracleConfig.__dataclass_fields__ and v is not None})
@@ -156,7 +159,7 @@ def train_oracles_command(args) -> None:
 
 
 def dsprites_npz(args):
-    from engine import dsprites
+    from engine.worlds.dsprites import render as dsprites
 
     return dsprites.npz_path(getattr(args, "dsprites_npz", None))
 
@@ -212,7 +215,7 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0)
     check.set_defaults(run=data_check)
 
-    from engine.train import TrainConfig
+    from engine.learn.train import TrainConfig
 
     d = TrainConfig()
     train = commands.add_parser("train", help="fit the DAG's learnable mechanisms (the image decoder) with SVI")

@@ -25,12 +25,13 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as cli.py does: huge pages
 
 import torch  # noqa: E402
 
-from engine import data, inference  # noqa: E402
-from engine.checkpoint import checkpoint_path, load_model  # noqa: E402
-from engine.dag import load_dag  # noqa: E402
+from engine.worlds.dsprites import data  # noqa: E402
+from engine.causal import inference  # noqa: E402
+from engine.learn.checkpoint import checkpoint_path, load_model  # noqa: E402
+from engine.model.dag import load_dag  # noqa: E402
 from engine.lang import parse  # noqa: E402
-from engine.query import Runner  # noqa: E402
-from engine.scm import build_scm  # noqa: E402
+from engine.query.runner import Runner  # noqa: E402
+from engine.model.scm import build_scm  # noqa: E402
 
 
 def model(run: str, dag: str):

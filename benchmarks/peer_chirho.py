@@ -8,7 +8,7 @@ The peer program is the engine's SCM written out for ChiRho, node by node, with 
 mechanism objects, so both sides answer on literally the same model::
 
     U_<node> ~ mechanism.noise(n)                  (explicit exogenous sites)
-    <node>   ~ Assigned(mechanism.assign(parents, U))   (engine.scm's point mass)
+    <node>   ~ Assigned(mechanism.assign(parents, U))   (engine.model.scm's point mass)
 
 It runs under ``MultiWorldCounterfactual() + do(actions) + condition(evidence)``: the noise sites
 are upstream of every intervention, so both worlds share them, and the counterfactual world is
@@ -58,10 +58,10 @@ from chirho.indexed.ops import IndexSet, gather  # noqa: E402
 from chirho.interventional.handlers import do  # noqa: E402
 from chirho.observational.handlers import condition  # noqa: E402
 
-from engine import inference  # noqa: E402
-from engine.dag import DagSpec, load_dag  # noqa: E402
-from engine.mechanism import Mechanism  # noqa: E402
-from engine.scm import SCM, Assigned, build_scm  # noqa: E402
+from engine.causal import inference  # noqa: E402
+from engine.model.dag import DagSpec, load_dag  # noqa: E402
+from engine.model.mechanism import Mechanism  # noqa: E402
+from engine.model.scm import SCM, Assigned, build_scm  # noqa: E402
 from plugins.tables import flat_index  # noqa: E402
 
 DAG = Path(__file__).resolve().parents[1] / "dags" / "dsprites.yaml"

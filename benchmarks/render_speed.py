@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from engine import dsprites  # noqa: E402
+from engine.worlds.dsprites import render as dsprites  # noqa: E402
 
 
 def peak_rss_mib() -> float:

@@ -1,7 +1,7 @@
 """Training speed: Pyro SVI (Trace_ELBO, Adam) against a plain PyTorch loop on the same network.
 
 Both train the image mechanism of a DAG on the same batch with the trainer's Adam options
-(engine.svi.ADAM): the trainer's SVI step (engine.svi) through its model and guide, and for
+(engine.svi.ADAM): the trainer's SVI step (engine.learn.svi) through its model and guide, and for
 reference pyro.infer.SVI, which keeps one Adam per parameter tensor; the plain loop through the same
 decoder and encoder with the ELBO written by hand (Bernoulli log-likelihood of one z draw
 plus the Gaussian KL in closed form). Rounds of the two alternate so that other load on the
@@ -32,11 +32,11 @@ import torch.nn.functional as F  # noqa: E402
 from pyro.infer import SVI as PyroSVI  # noqa: E402
 from pyro.infer import Trace_ELBO  # noqa: E402
 
-from engine import data  # noqa: E402
-from engine.dag import load_dag  # noqa: E402
-from engine.scm import build_scm  # noqa: E402
-from engine.svi import ADAM, SVI  # noqa: E402
-from engine.train import TrainConfig, batch_values, batches, load_units, tune_cpu  # noqa: E402
+from engine.worlds.dsprites import data  # noqa: E402
+from engine.model.dag import load_dag  # noqa: E402
+from engine.model.scm import build_scm  # noqa: E402
+from engine.learn.svi import ADAM, SVI  # noqa: E402
+from engine.learn.train import TrainConfig, batch_values, batches, load_units, tune_cpu  # noqa: E402
 
 
 def plain_step(m, opt, image, parents) -> float:
@@ -124,7 +124,7 @@ def main() -> None:
                           "decoder_images_per_s": decoder, "threads": torch.get_num_threads(), "batch_size": args.batch_size}))
         return
     print(f"threads {torch.get_num_threads()}, batch {args.batch_size}, {args.rounds} rounds of {args.steps} steps (medians)")
-    print(f"SVI (engine.svi)   {svi_rate:10,.0f} images/s")
+    print(f"SVI (engine.learn.svi)   {svi_rate:10,.0f} images/s")
     print(f"plain torch        {plain_rate:10,.0f} images/s")
     print(f"pyro.infer.SVI     {reference_rate:10,.0f} images/s (one Adam per parameter tensor)")
     print(f"ratio SVI / plain: {svi_ratio:.2f} (pyro.infer.SVI / plain: {reference_ratio:.2f}), medians of per-round ratios")

@@ -20,8 +20,10 @@ import numpy as np
 import pyro.poutine as poutine
 import torch
 
-from engine import data, dsprites, inference
-from engine.scm import SCM, build_scm
+from engine.worlds.dsprites import data
+from engine.worlds.dsprites import render as dsprites
+from engine.causal import inference
+from engine.model.scm import SCM, build_scm
 
 BINS = 8
 LABEL_UNITS = 100_000

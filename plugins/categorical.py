@@ -28,8 +28,8 @@ from __future__ import annotations
 import pyro.distributions as dist
 import torch
 
-from engine.mechanism import Mechanism
-from engine.registry import register_mechanism
+from engine.model.mechanism import Mechanism
+from engine.model.registry import register_mechanism
 from plugins.tables import flat_index, parent_table
 
 TOLERANCE = 1e-6

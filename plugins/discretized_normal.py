@@ -24,9 +24,9 @@ from __future__ import annotations
 import pyro.distributions as dist
 import torch
 
-from engine.dag import number
-from engine.mechanism import Mechanism
-from engine.registry import register_mechanism
+from engine.model.dag import number
+from engine.model.mechanism import Mechanism
+from engine.model.registry import register_mechanism
 
 
 @register_mechanism("discretized_normal")

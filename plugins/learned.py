@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.mechanism import Mechanism
-from engine.registry import get_mechanism, register_mechanism
+from engine.model.mechanism import Mechanism
+from engine.model.registry import get_mechanism, register_mechanism
 from plugins.categorical import Categorical
 from plugins.tables import flat_index
 

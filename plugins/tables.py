@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import torch
 
-from engine.dag import Domain
+from engine.model.dag import Domain
 
 
 def key_index(domain: Domain, key: Any) -> int | None:

@@ -47,9 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.binary_image import BinaryImage
-from engine.mechanism import Mechanism
-from engine.registry import register_mechanism
+from plugins.binary_image import BinaryImage
+from engine.model.mechanism import Mechanism
+from engine.model.registry import register_mechanism
 
 DECODERS = ("affine", "mlp", "conv")
 DEFAULTS = {

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine import data, dsprites, evaluate
-from engine.dag import load_dag, parse_dag
-from engine.scm import SCM, build_scm
+from engine.worlds.dsprites import data
+from engine.worlds.dsprites import render as dsprites
+from engine import evaluate
+from engine.model.dag import load_dag, parse_dag
+from engine.model.scm import SCM, build_scm
 from tests.conftest import ROOT
 
 

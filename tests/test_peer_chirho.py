@@ -14,9 +14,9 @@ from benchmarks.peer_chirho import (  # noqa: E402
     table_program,
     tv,
 )
-from engine import inference  # noqa: E402
-from engine.dag import parse_dag  # noqa: E402
-from engine.scm import build_scm  # noqa: E402
+from engine.causal import inference  # noqa: E402
+from engine.model.dag import parse_dag  # noqa: E402
+from engine.model.scm import build_scm  # noqa: E402
 
 # a -> b, both tables with Gumbel-max noise; b's odds of hi rise sixfold from a=p to a=q, lo's fall sixfold
 PAIR = """

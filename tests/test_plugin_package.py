@@ -6,9 +6,12 @@ import tomllib
 import pytest
 import torch
 
-from engine import data, faithfulness, inference, registry
-from engine.dag import load_dag
-from engine.scm import build_scm
+from engine.worlds.dsprites import data
+from engine.causal import faithfulness
+from engine.causal import inference
+from engine.model import registry
+from engine.model.dag import load_dag
+from engine.model.scm import build_scm
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "examples" / "plugin_package"

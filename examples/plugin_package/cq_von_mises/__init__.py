@@ -21,7 +21,7 @@ from __future__ import annotations
 import pyro.distributions as dist
 import torch
 
-from engine.mechanism import Mechanism
+from engine.model.mechanism import Mechanism
 
 
 class VonMises(Mechanism):

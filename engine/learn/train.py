@@ -1,0 +1,297 @@
+"""Fit every learnable mechanism of a DAG to DAG-faithful dSprites with SVI.
+
+    labels = resample(dag, n, seed), held-out test units dropped (engine.data.is_test)
+    images = the dSprites image of each unit, rendered once and kept bit-packed
+    for each epoch, for each shuffled batch:
+        svi.step(...)                 # the Trace_ELBO of every learnable node's model and guide, one Adam step
+    end of each epoch: one atomic, self-describing checkpoint (engine.learn.checkpoint)
+    end of training: test metrics and pictures (engine.learn.report)
+
+The learning rate follows a cosine from ``lr`` down to ``lr * lr_final`` over the run: over
+the epochs, or over the time budget ``minutes`` when that comes first. The same seed gives
+the same weights on the same CPU, and ``resume`` continues a killed run from its last epoch
+exactly as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from tqdm import tqdm
+
+from engine.learn import checkpoint
+from engine.worlds.dsprites import data
+from engine.worlds.dsprites import render as dsprites
+from engine.model.dag import DagSpec, load_dag
+from engine.errors import CqError
+from engine.model.scm import SCM, build_scm
+from engine.learn.svi import SVI, StateMismatch
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; stored in its checkpoint."""
+
+    dag: str = "dags/dsprites.yaml"  # the DAG file whose learnable mechanisms are fitted
+    out: str = "runs/dsprites"  # run folder: model.pt, report.json, report.md, PNGs
+    n: int = 200_000  # units drawn from the DAG; the ~10% that are test images are dropped
+    epochs: int = 10  # passes over the training units
+    batch_size: int = 256  # units per SVI step (Pyro's fixed cost per step is then under a tenth of it)
+    lr: float = 3e-3  # Adam's learning rate at the start
+    lr_final: float = 0.02  # ... and at the end, as a fraction of lr (cosine decay)
+    seed: int = 0  # labels, initial weights, shuffling and z draws
+    device: str = "auto"  # auto (CUDA when available), cpu or cuda
+    workers: int = 0  # DataLoader worker processes (0: batches are made in the main process)
+    threads: int = 1  # torch CPU threads; one avoids spin-waiting on a shared CPU (0: torch's default)
+    minutes: float | None = None  # optional budget of training minutes (resumes included); the lr anneals to fit it
+    resume: bool = False  # continue from the run folder's checkpoint
+    dsprites_npz: str | None = None  # the real dSprites npz (default: $DSPRITES_NPZ, else rendered)
+    eval_n: int = 8192  # held-out units scored in the report
+
+
+def pick_device(name: str) -> torch.device:
+    """auto: CUDA when available, else the CPU; cuda without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise CqError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CqError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False); use --device cpu")
+    return torch.device(name)
+
+
+def tune_cpu(threads: int) -> None:
+    """Set torch's CPU threads, and keep freed memory in glibc's heap instead of unmapping it.
+
+    A training step allocates and frees the same few megabytes again and again; by default
+    glibc returns such blocks to the kernel, and faulting them back in cost half the CPU time.
+    """
+    if threads > 0:
+        torch.set_num_threads(threads)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD: its largest value
+            libc.mallopt(-1, 1024 * 1024 * 1024)  # M_TRIM_THRESHOLD
+        except (OSError, AttributeError):
+            pass
+
+
+# ---- data ---------------------------------------------------------------------------------
+
+
+def pack(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W) binary images -> (N, H*W/8) uint8, eight pixels a byte."""
+    return torch.from_numpy(np.packbits(images.reshape(len(images), -1).astype(bool), axis=1))
+
+
+def unpack(packed: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """(N, H*W/8) uint8 -> (N, H, W) float images in {0, 1}, on packed's device."""
+    shifts = torch.arange(7, -1, -1, device=packed.device, dtype=torch.uint8)
+    bits = (packed[:, :, None] >> shifts) & 1
+    return bits.view(len(packed), -1)[:, : shape[0] * shape[1]].reshape(len(packed), *shape).float()
+
+
+class Units(Dataset):
+    """Labelled units with their images; indexed by a whole batch of positions at once."""
+
+    def __init__(self, labels: dict[str, torch.Tensor], packed: torch.Tensor, row: torch.Tensor):
+        self.labels, self.packed, self.row = labels, packed, row  # row: each unit's image in packed
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def __getitem__(self, batch) -> dict[str, torch.Tensor]:
+        batch = torch.as_tensor(batch)
+        out = {k: v[batch] for k, v in self.labels.items()}
+        out["_packed"] = self.packed[self.row[batch]]
+        return out
+
+
+def load_units(dag: DagSpec, labels: data.LabelSet, npz: str | None, chunk: int = 8192) -> Units:
+    """Render (or read) each distinct image once, bit-packed, and pair it with its units."""
+    index = labels.index
+    distinct, row = np.unique(index, return_inverse=True)
+    parts = []
+    for start in tqdm(range(0, len(distinct), chunk), desc="images", unit="chunk", leave=False, disable=None):
+        parts.append(pack(data.images(distinct[start:start + chunk], npz=npz)))
+    packed = torch.cat(parts) if parts else torch.zeros(0, 1, dtype=torch.uint8)
+    tensors = {k: torch.from_numpy(labels.labels[k]) for k in dag.labels}
+    return Units(tensors, packed, torch.from_numpy(row))
+
+
+def batches(units: Units, batch_size: int, seed: int, *, workers: int = 0, pin: bool = False) -> DataLoader:
+    """The units in a shuffled order fixed by ``seed``, a whole batch per index."""
+    sampler = BatchSampler(RandomSampler(units, generator=torch.Generator().manual_seed(seed)), batch_size, drop_last=False)
+    return DataLoader(units, sampler=sampler, batch_size=None, num_workers=workers, pin_memory=pin)
+
+
+def split(dag: DagSpec, config: TrainConfig) -> tuple[data.LabelSet, data.LabelSet]:
+    """The training units and the held-out test units of one resample."""
+    labels = data.resample(dag, config.n, config.seed)
+    test = data.is_test(labels.index)
+    return labels.subset(~test), labels.subset(test)
+
+
+# ---- the loop -----------------------------------------------------------------------------
+
+
+def learnable(scm: SCM) -> dict:
+    """The mechanisms that ``cq train`` fits, by node."""
+    return {name: m for name, m in scm.mechanisms.items() if m.learnable}
+
+
+def schedule(config: TrainConfig, progress: float) -> float:
+    """Cosine decay from lr to lr * lr_final as progress goes from 0 to 1."""
+    final = config.lr * config.lr_final
+    return final + (config.lr - final) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def batch_values(batch: dict, dag: DagSpec, device) -> dict[str, torch.Tensor]:
+    """Every node's value for one batch, on the device (image nodes unpacked there)."""
+    values = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "_packed"}
+    packed = batch["_packed"].to(device, non_blocking=True)
+    for name in dag.order:
+        if dag.nodes[name].domain.kind == "image":
+            values[name] = unpack(packed, dag.nodes[name].domain.shape)
+    return values
+
+
+def resume_from(path: Path, dag: DagSpec, config: TrainConfig, device, log) -> tuple[dict | None, TrainConfig]:
+    """The run's last checkpoint (None if there is none) and its config, with this run's limits."""
+    if not path.exists():
+        log(f"nothing to resume at {path}; starting a new run")
+        return None, config
+    state = checkpoint.read_checkpoint(path, map_location=device)
+    checkpoint.check_dag(state, dag, path)
+    fixed = {f.name for f in fields(TrainConfig)} - {"epochs", "minutes", "device", "workers", "threads", "resume", "out", "dsprites_npz", "dag"}
+    config = dataclasses.replace(config, **{k: v for k, v in state["config"].items() if k in fixed})
+    log(f"resuming {path} after epoch {state['epoch']} of {config.epochs}")
+    return state, config
+
+
+def optimizer_state(state: dict, path: Path, *, needed: bool) -> dict:
+    """The saved Adam state of a checkpoint, kept as it is when no training follows.
+
+    A state from an older trainer (without parameter names) cannot resume training.
+    """
+    saved = state.get("optimizer") or {}
+    if saved and "names" not in saved:
+        if not needed:
+            return saved  # written back unchanged by this run's checkpoint
+        raise CqError(f"{path}: this run was saved by an older trainer whose optimizer state cannot be resumed; its model "
+                      f"still answers queries; to train on, start a new run (delete {path.parent} or choose another --out)")
+    return saved
+
+
+def train(config: TrainConfig, *, log=print) -> dict:
+    """Train, checkpoint every epoch, write the report; return the report's numbers."""
+    from engine.learn import report as training_report
+
+    device = pick_device(config.device)
+    tune_cpu(config.threads)
+    dag = load_dag(config.dag)
+    path = checkpoint.checkpoint_path(Path(config.out))
+    state, config = resume_from(path, dag, config, device, log) if config.resume else (None, config)
+    npz = dsprites.npz_path(config.dsprites_npz)
+    pyro.set_rng_seed(config.seed)
+    pyro.clear_param_store()
+    scm = build_scm(dag)
+    mechanisms = learnable(scm)
+    if not mechanisms:
+        raise CqError(f"{config.dag}: no node has a learnable mechanism; nothing to train")
+    if state is not None:
+        checkpoint.load_weights(scm, state, path)
+    scm.to(device)
+
+    t0 = time.perf_counter()
+    train_units, test_units = split(dag, config)
+    units = load_units(dag, train_units, npz)
+    log(f"{len(units):,} training units ({len(units.packed):,} distinct images), {len(test_units):,} held out; "
+        f"data ready in {time.perf_counter() - t0:.1f}s on {device}")
+
+    svi = SVI({name: (m.model, m.guide) for name, m in mechanisms.items()}, lr=config.lr)
+    steps_per_epoch = math.ceil(len(units) / config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    epoch = state["epoch"] if state else 0
+    step = state.get("step", 0) if state else 0
+    seconds = state.get("train_seconds", 0.0) if state else 0.0
+    history = list(state.get("metrics", {}).get("epochs", [])) if state else []
+    budget = config.minutes * 60 if config.minutes else None
+    out_of_time = budget is not None and seconds >= budget
+    if state is not None:
+        needed = epoch < config.epochs and not out_of_time
+        saved = optimizer_state(state, path, needed=needed)
+        if needed and not saved:
+            log(f"{path} holds no optimizer state; Adam starts afresh")
+        svi.load_state_dict(saved)
+
+    for m in mechanisms.values():
+        m.train()
+    while epoch < config.epochs and not out_of_time:
+        pyro.set_rng_seed(config.seed * 1_000_003 + epoch)  # resumable: each epoch seeds itself
+        loader = batches(units, config.batch_size, config.seed * 1_000_003 + epoch, workers=config.workers, pin=device.type == "cuda")
+        total, count, start = 0.0, 0, time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=None)  # none in logs
+        with pyro.validation_enabled(False):
+            for batch in bar:
+                elapsed = seconds + time.perf_counter() - start
+                progress = max(step / total_steps, elapsed / budget if budget else 0.0)
+                lr = schedule(config, progress)
+                svi.set_lr(lr)
+                values = batch_values(batch, dag, device)
+                n = len(next(iter(values.values())))
+                try:
+                    loss = svi.step({name: (values[name], scm.parents(name, values)) for name in mechanisms})
+                except StateMismatch as e:  # at the first step of a resumed run
+                    raise CqError(f"{path}: {e}; start a new run (delete {path.parent} or choose another --out)") from None
+                total, count, step = total + loss, count + n, step + 1
+                rate = count / (time.perf_counter() - start)
+                bar.set_postfix(loss=f"{total / count:.1f}", img_s=f"{rate:.0f}", lr=f"{lr:.1e}", refresh=False)
+                if budget is not None and seconds + time.perf_counter() - start >= budget:
+                    out_of_time = True
+                    break
+        took = time.perf_counter() - start
+        seconds += took
+        epoch += 1
+        history.append({"epoch": epoch, "train_loss": total / max(count, 1), "seconds": took, "images_per_s": count / took, "lr": lr,
+                        "units": count})
+        log(f"epoch {epoch}/{config.epochs}: train loss {total / max(count, 1):.2f} nats/image, "
+            f"{count / took:.0f} images/s, {took:.0f}s" + (" (time budget reached)" if out_of_time else ""))
+        # the saved optimizer carries the next step's rate: a resumed run steps exactly as this one would
+        svi.set_lr(schedule(config, max(step / total_steps, seconds / budget if budget else 0.0)))
+        save(path, dag, scm, svi, config, epoch, step, seconds, {"epochs": history})
+
+    for m in mechanisms.values():
+        m.eval()
+    report = training_report.write(scm, dag, test_units, config, Path(config.out), npz=npz, device=device,
+                                   train={"epochs": epoch, "seconds": seconds, "history": history})
+    save(path, dag, scm, svi, config, epoch, step, seconds, {"epochs": history, "test": report["test"]})
+    return report
+
+
+def save(path: Path, dag: DagSpec, scm: SCM, svi: SVI, config: TrainConfig, epoch: int, step: int, seconds: float, metrics: dict) -> None:
+    """One checkpoint: weights, optimizer, DAG, configs, progress and metrics."""
+    checkpoint.save_checkpoint(
+        {
+            "dag": checkpoint.dag_record(dag),
+            "mechanisms": checkpoint.mechanism_records(scm),
+            "optimizer": svi.state_dict(),
+            "config": asdict(config),
+            "epoch": epoch,
+            "step": step,
+            "train_seconds": seconds,
+            "metrics": metrics,
+        },
+        path,
+    )
