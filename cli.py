@@ -43,32 +43,41 @@ def dag_show(args) -> None:
 
 
 def data_resample(args) -> None:
-    from engine.worlds.dsprites import data
-    from engine.worlds.dsprites import render as dsprites
-    from engine.model.dag import load_dag
     from engine.images import grid, save_png
+    from engine.model.dag import load_dag
+    from engine.worlds.dsprites import data
+    from engine.worlds.world import build_world
 
     dag = load_dag(args.dag)
+    world = build_world(dag)
+    if world.name != "dsprites":
+        raise CqError(f"{args.dag}: the {world.name} world's data are its own units, not resampled; "
+                      f"'cq data check --dag {args.dag}' tests them and 'cq train' trains on them")
     labels = data.resample(dag, args.n, args.seed)
     data.save(labels, args.out)
     print(data.summary(labels, dag))
     preview = Path(args.out).with_suffix(".png")
-    save_png(grid(data.images(labels.index[:64], npz=dsprites.npz_path(args.dsprites_npz))), preview, scale=2)
+    save_png(grid(world.images(world.units(labels.index[:64]))), preview, scale=2)
     print(f"\nwrote {args.out} and a preview of the first 64 images at {preview}")
 
 
 def data_check(args) -> None:
-    from engine.worlds.dsprites import data
     from engine.causal import faithfulness
     from engine.model.dag import load_dag
     from engine.model.scm import build_scm
+    from engine.worlds.dsprites import data
+    from engine.worlds.world import build_world
 
     dag = load_dag(args.dag)
-    labels = data.load(args.data) if args.data else data.resample(dag, args.n, args.seed)
-    if labels.dag_hash != dag.hash:
-        raise CqError(f"{args.data}: was resampled from another DAG than {args.dag}; resample it again")
+    if args.data:
+        labels = data.load(args.data)
+        if labels.dag_hash != dag.hash:
+            raise CqError(f"{args.data}: was resampled from another DAG than {args.dag}; resample it again")
+        labels = labels.labels
+    else:
+        labels = build_world(dag).sample(args.n, args.seed).labels
     scm = build_scm(dag, dag.labels, world=True)
-    statements = faithfulness.check(scm, {n: labels.labels[n] for n in dag.labels})
+    statements = faithfulness.check(scm, {n: labels[n] for n in dag.labels})
     print(faithfulness.table(statements))
     failed = [s for s in statements if not s.passed]
     print(f"\n{len(statements) - len(failed)} of {len(statements)} statements hold (alpha {faithfulness.ALPHA:g})")
@@ -101,17 +110,18 @@ def query_command(args) -> None:
     from engine.query import report
     from engine.learn.checkpoint import load_model
     from engine.lang import parse_file
-    from engine.worlds.dsprites.oracles import load_oracles
     from engine.query.runner import Runner
+    from engine.worlds.world import build_world
 
     dag, scm = load_model(args.model, dag=args.dag)
-    oracles = load_oracles(args.model)
+    world = build_world(dag)
+    oracles = world.oracles(args.model)
     for path in args.files:
         program = parse_file(path)
         out = Path(args.out) / Path(path).stem if len(args.files) > 1 else Path(args.out)
         inference.seed(args.seed)
         with torch.no_grad():
-            answers = Runner(scm, program, npz=dsprites_npz(args), oracles=oracles).run()
+            answers = Runner(scm, program, world=world, oracles=oracles).run()
         for record in report.write(answers, out):
             if args.json:
                 print(json.dumps(record))
@@ -125,14 +135,15 @@ def eval_command(args) -> None:
     from engine import evaluate
     from engine.learn.checkpoint import load_model
     from engine.images import grid, save_png
-    from engine.worlds.dsprites.oracles import load_oracles
+    from engine.worlds.world import build_world
 
     dag, scm = load_model(args.model)
-    oracles = load_oracles(args.model)
+    world = build_world(dag)
+    oracles = world.oracles(args.model)
     with torch.no_grad():
-        results, evaluation = evaluate.run(scm, n=args.n, seed=args.seed, npz=dsprites_npz(args), oracles=oracles)
+        results, evaluation = evaluate.run(scm, world, n=args.n, seed=args.seed, oracles=oracles)
     picture = Path(args.model) / "eval_samples.png"
-    shown = evaluate.families(scm)[1:5]
+    shown = evaluate.families(scm, world)[1:5]
     rows = [evaluation.samples(f) for f in shown]
     save_png(grid(np.concatenate([np.concatenate(r) for r in rows]), columns=8), picture, scale=2)
     results["picture"] = str(picture)
@@ -156,12 +167,6 @@ def train_oracles_command(args) -> None:
     for name, value in result["metrics"].items():
         if name != "eval_n":
             print(f"  {name:<26} {value:.4f}")
-
-
-def dsprites_npz(args):
-    from engine.worlds.dsprites import render as dsprites
-
-    return dsprites.npz_path(getattr(args, "dsprites_npz", None))
 
 
 def positive(text: str) -> int:
@@ -206,7 +211,6 @@ def parser() -> argparse.ArgumentParser:
     resample.add_argument("--n", type=positive, default=200_000)
     resample.add_argument("--seed", type=int, default=0)
     resample.add_argument("--out", default="runs/data/dsprites.npz")
-    resample.add_argument("--dsprites-npz", help="the real dSprites npz (default: $DSPRITES_NPZ, else the built-in renderer)")
     resample.set_defaults(run=data_resample)
     check = data.add_parser("check", help="test the labels against every statement the DAG implies")
     check.add_argument("--dag", default=DEFAULT_DAG)
@@ -231,7 +235,6 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, help=f"torch CPU threads, 0 for torch's default (default {d.threads})")
     train.add_argument("--minutes", type=above_zero, help="time budget for training; the learning rate schedule follows it")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
-    train.add_argument("--dsprites-npz", help="the real dSprites npz (default: $DSPRITES_NPZ, else the built-in renderer)")
     train.set_defaults(run=train_command)
     query = commands.add_parser("query", help="answer the statements of .cq files with a trained model")
     query.add_argument("files", nargs="+", metavar="FILE.cq")
@@ -240,7 +243,6 @@ def parser() -> argparse.ArgumentParser:
     query.add_argument("--out", default="runs/answers", help="folder for PNG panels and images")
     query.add_argument("--json", action="store_true", help="print one JSON object per statement")
     query.add_argument("--seed", type=int, default=0)
-    query.add_argument("--dsprites-npz")
     query.set_defaults(run=query_command)
 
     evaluation = commands.add_parser("eval", help="measure counterfactuals against the renderer's ground truth")
@@ -248,7 +250,6 @@ def parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--n", type=positive, default=2000, help="held-out units per family")
     evaluation.add_argument("--seed", type=int, default=0)
     evaluation.add_argument("--json", action="store_true")
-    evaluation.add_argument("--dsprites-npz")
     evaluation.set_defaults(run=eval_command)
 
     oracles = commands.add_parser("train-oracles", help="train the pseudo-oracle classifiers beside a model")

@@ -56,7 +56,7 @@ def timed(fn, repeats: int) -> list[float]:
 @torch.no_grad()
 def measure(scm, units: int, repeats: int) -> dict:
     """Counterfactual and bare-decoder images/s on one batch, and one-statement query latency."""
-    image = next(n for n in scm.order if scm.dag.nodes[n].domain.kind == "image")
+    image = next(n for n in scm.order if scm.dag.nodes[n].domain.is_image)
     labels = data.resample(scm.dag, units, seed=0)
     factual = {n: torch.as_tensor(labels.labels[n]) for n in scm.dag.labels}
     factual[image] = torch.as_tensor(data.images(labels.index), dtype=torch.float32)

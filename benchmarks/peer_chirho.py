@@ -217,7 +217,7 @@ def ess(log_w: torch.Tensor) -> float:
 
 def encode(dag: DagSpec, values: dict) -> dict[str, torch.Tensor]:
     """DAG values (names or numbers) as class-index tensors of shape (1,)."""
-    return {k: torch.tensor([dag.nodes[k].domain.index(v)]) for k, v in values.items()}
+    return {k: torch.tensor([dag.nodes[k].domain.encode(v)]) for k, v in values.items()}
 
 
 def floor(p: torch.Tensor, m: float, repeats: int = 5) -> float:

@@ -36,7 +36,8 @@ from engine.worlds.dsprites import data  # noqa: E402
 from engine.model.dag import load_dag  # noqa: E402
 from engine.model.scm import build_scm  # noqa: E402
 from engine.learn.svi import ADAM, SVI  # noqa: E402
-from engine.learn.train import TrainConfig, batch_values, batches, load_units, tune_cpu  # noqa: E402
+from engine.device import tune_cpu  # noqa: E402
+from engine.learn.train import TrainConfig, batch_values, batches, load_units  # noqa: E402
 
 
 def plain_step(m, opt, image, parents) -> float:
@@ -80,7 +81,7 @@ def main() -> None:
     tune_cpu(args.threads)
 
     dag = load_dag(args.dag)
-    name = next(n for n in dag.order if dag.nodes[n].domain.kind == "image")
+    name = next(n for n in dag.order if dag.nodes[n].domain.is_image)
     pyro.set_rng_seed(0)
     scm = build_scm(dag)
     m = scm.mechanisms[name]

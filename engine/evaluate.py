@@ -1,15 +1,23 @@
-"""Measured counterfactuals: the renderer is the truth, the declared SCM the label oracle.
+"""Measured counterfactuals for any world: the world's renderer is the truth, the declared SCM the label oracle.
 
-On held-out units (canonical indices never used in training), for each intervention family:
+On held-out units (the world's test split, never used in training), for each intervention
+family (the world's own, or from the DAG: the null intervention, one family per label node
+and one over all of them):
 
-- fidelity: IoU of the model's counterfactual image with the true one, the renderer applied
-  to the counterfactual labels (factors the DAG hides keep the unit's own values);
+- fidelity (worlds with a renderer): the model's counterfactual image against the true one,
+  the renderer applied to the counterfactual labels (factors the DAG hides keep the unit's
+  own values): IoU for binary images, PSNR and mean absolute error on 0..255 for gray ones,
+  and whatever else the world measures (``World.fidelity``);
 - labels: total variation between the engine's (factual, counterfactual) label pairs and a
   twin-network simulation of the declared SCM (prior noise pushed through both worlds), per
   node on a coarse grid, beside the same distance for a naive answer that redraws the noise;
 - effectiveness (with pseudo-oracles): the counterfactual labels predicted from its image;
-- composition: the null intervention applied 1 and 10 times, IoU with the input;
-- reversibility: do(random value) then do(original value), IoU with the input after 1 and 5 cycles.
+- composition: the null intervention applied 1 and 10 times, IoU (binary) and mean absolute
+  pixel distance on 0..255 (``mae_255``, as Monteiro et al., ICLR 2023) with the input;
+- reversibility: do(random value) then do(original value), the same distances after 1 and 5 cycles.
+
+A random new value is, for a node of names or a grid, a uniformly random other value; for a
+real node, the value of another held-out unit.
 """
 
 from __future__ import annotations
@@ -20,53 +28,42 @@ import numpy as np
 import pyro.poutine as poutine
 import torch
 
-from engine.worlds.dsprites import data
-from engine.worlds.dsprites import render as dsprites
 from engine.causal import inference
 from engine.model.scm import SCM, build_scm
+from engine.worlds.world import Family, Units, World
 
 BINS = 8
 LABEL_UNITS = 100_000
 
 
-@dataclass(frozen=True)
-class Family:
-    """An intervention family: which nodes get a new value, and optionally a fixed one."""
-
-    name: str
-    nodes: tuple[str, ...]
-    value: str | None = None  # a fixed target (do(shape=square)); else random, different from the unit's
-
-    def targets(self, scm: SCM, factual: dict[str, torch.Tensor], rng: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Per-unit intervention values, and which units the family applies to."""
-        n = factual[self.nodes[0]].shape[0] if self.nodes else next(iter(factual.values())).shape[0]
-        keep = torch.ones(n, dtype=torch.bool)
-        out = {}
-        for node in self.nodes:
-            domain = scm.dag.nodes[node].domain
-            if self.value is not None:
-                out[node] = torch.full((n,), domain.index(self.value))
-                keep &= out[node] != factual[node]
-            else:  # a uniformly random value other than the unit's own
-                shift = torch.randint(1, domain.size, (n,), generator=rng)
-                out[node] = (factual[node] + shift) % domain.size
-        return out, keep
-
-
-def families(scm: SCM) -> list[Family]:
-    """null, do(shape=each value), do(each other label), do(x, y) and do(shape, x, y) where the DAG has them."""
-    labels = [n for n in scm.order if scm.dag.nodes[n].domain.kind != "image"]
-    out = [Family("null", ())]
-    for node in labels:
+def targets(family: Family, scm: SCM, factual: dict[str, torch.Tensor], rng: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Per-unit intervention values of a family, and which units it applies to."""
+    n = next(iter(factual.values())).shape[0]
+    keep = torch.ones(n, dtype=torch.bool)
+    out = {}
+    for node in family.nodes:
         domain = scm.dag.nodes[node].domain
-        if domain.kind == "categorical":
-            out += [Family(f"do({node}={v})", (node,), v) for v in domain.values]
-        elif node not in ("x", "y"):
-            out.append(Family(f"do({node})", (node,)))
-    if {"x", "y"} <= set(labels):
-        out.append(Family("do(x, y)", ("x", "y")))
-        if "shape" in labels:
-            out.append(Family("do(shape, x, y)", ("shape", "x", "y")))
+        if family.value is not None:
+            out[node] = torch.full((n,), domain.encode(family.value), dtype=domain.dtype)
+            keep &= out[node] != factual[node].cpu()
+        elif domain.is_discrete:  # a uniformly random value other than the unit's own
+            shift = torch.randint(1, domain.size, (n,), generator=rng)
+            out[node] = (factual[node].cpu() + shift) % domain.size
+        else:  # another unit's value
+            shift = torch.randint(1, max(n, 2), (n,), generator=rng)
+            out[node] = factual[node].cpu()[(torch.arange(n) + shift) % n]
+    return out, keep
+
+
+def families(scm: SCM, world: World | None = None) -> list[Family]:
+    """The world's own families, else null, do(each label node) and do(every label node) at once."""
+    own = world.families() if world is not None else None
+    if own is not None:
+        return own
+    labels = scm.dag.labels
+    out = [Family("null", ())] + [Family(f"do({n})", (n,)) for n in labels]
+    if len(labels) > 1:
+        out.append(Family(f"do({', '.join(labels)})", tuple(labels)))
     return out
 
 
@@ -77,38 +74,37 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
-def held_out_units(scm: SCM, n: int, seed: int) -> data.LabelSet:
-    """n units drawn from the DAG whose canonical indices are in the test split."""
-    picked, drawn = [], 0
-    while drawn < n:
-        labels = data.resample(scm.dag, max(20 * n, 10_000), seed + len(picked))
-        test = labels.subset(data.is_test(labels.index))
-        picked.append(test)
-        drawn += len(test)
-    merged = {k: np.concatenate([p.labels[k] for p in picked])[:n] for k in dsprites.FACTORS}
-    return data.LabelSet(merged, scm.dag.hash, seed)
+def mae_255(a: np.ndarray, b: np.ndarray, levels: int) -> np.ndarray:
+    """Mean absolute pixel distance of image batches on a 0..255 scale."""
+    scale = 255.0 if levels == 2 else 1.0
+    return np.abs(a.reshape(len(a), -1).astype(np.float64) - b.reshape(len(b), -1)).mean(1) * scale
 
 
 class Evaluation:
-    """Runs every metric of one trained model on one set of held-out units."""
+    """Runs every metric of one trained model on one set of held-out units of its world."""
 
-    def __init__(self, scm: SCM, units: data.LabelSet, *, npz=None, oracles=None, device="cpu", batch: int = 1024):
-        self.scm, self.units, self.oracles, self.device, self.batch = scm, units, oracles, device, batch
-        self.image = next(n for n in scm.order if scm.dag.nodes[n].domain.kind == "image")
-        self.labels = [n for n in scm.order if n != self.image]
-        self.images = data.images(units.index, npz)
-        self.rng = torch.Generator().manual_seed(units.seed)
+    def __init__(self, scm: SCM, world: World, units: Units, *, oracles=None, device="cpu", batch: int = 1024, seed: int = 0):
+        self.scm, self.world, self.units, self.oracles, self.device, self.batch = scm, world, units, oracles, device, batch
+        self.image = scm.dag.images[0]
+        self.domain = scm.dag.nodes[self.image].domain
+        self.labels = list(scm.dag.labels)
+        self.images = world.images(units)
+        self.seed, self.rng = seed, torch.Generator().manual_seed(seed)
 
     def factual(self, rows=slice(None)) -> dict[str, torch.Tensor]:
-        values = {n: torch.as_tensor(self.units.labels[n][rows], device=self.device) for n in self.labels}
+        values = {n: torch.as_tensor(self.units.labels[n][rows], dtype=self.scm.dag.nodes[n].domain.dtype, device=self.device) for n in self.labels}
         values[self.image] = torch.as_tensor(self.images[rows], dtype=torch.float32, device=self.device)
         return values
 
     def truth(self, values: dict[str, torch.Tensor], rows) -> np.ndarray:
         """The renderer applied to counterfactual labels; hidden factors keep the unit's values."""
-        factors = {k: self.units.labels[k][rows] for k in dsprites.FACTORS[1:]}
-        factors.update({n: values[n].cpu().numpy() for n in self.labels})
-        return dsprites.render(**factors)
+        return self.world.render({n: values[n].cpu().numpy() for n in self.labels}, self.units.subset(rows))
+
+    def distance(self, images: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+        """IoU (binary images) and mean absolute pixel distance on 0..255."""
+        out = {"iou": float(iou(images, reference).mean())} if self.domain.levels() == 2 else {}
+        out["mae_255"] = float(mae_255(images, reference, self.domain.levels()).mean())
+        return out
 
     def counterfactual(self, factual, act) -> dict[str, torch.Tensor]:
         """Batched abduction-action-prediction."""
@@ -116,23 +112,23 @@ class Evaluation:
         parts = []
         for start in range(0, n, self.batch):
             part = slice(start, start + self.batch)
-            parts.append(inference.counterfactual(self.scm, {k: v[part] for k, v in factual.items()}, {k: v[part] for k, v in act.items()}).values)
+            parts.append(inference.counterfactual(self.scm, {k: v[part] for k, v in factual.items()}, {k: v[part].to(self.device) for k, v in act.items()}).values)
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     @torch.no_grad()
     def family(self, family: Family) -> dict:
         factual = self.factual()
-        act, keep = family.targets(self.scm, factual, self.rng)
+        act, keep = targets(family, self.scm, factual, self.rng)
         rows = keep.cpu().numpy()
-        factual = {k: v[keep] for k, v in factual.items()}
+        factual = {k: v[keep.to(v.device)] for k, v in factual.items()}
         act = {k: v[keep] for k, v in act.items()}
         cf = self.counterfactual(factual, act)
-        truth = self.truth(cf, rows)
-        scores = iou(cf[self.image].cpu().numpy(), truth)
-        result = {"units": int(keep.sum()), "iou": float(scores.mean()), "above_0.9": float((scores > 0.9).mean())}
+        result = {"units": int(keep.sum())}
+        if self.world.has_renderer:
+            result.update(self.world.fidelity(cf[self.image].cpu().numpy(), self.truth(cf, rows)))
         if self.oracles is not None:
             result.update(self.oracles.score(cf[self.image].cpu().numpy(), {n: cf[n].cpu().numpy() for n in self.labels}))
-        result["labels_tv"], result["labels_tv_naive"] = label_correctness(self.scm, family, self.units.seed)
+        result["labels_tv"], result["labels_tv_naive"] = label_correctness(self.scm, family, self.seed)
         return result
 
     @torch.no_grad()
@@ -142,22 +138,22 @@ class Evaluation:
         for k in range(1, max(times) + 1):
             values = self.counterfactual(values, {})
             if k in times:
-                out[f"iou_after_{k}"] = float(iou(values[self.image].cpu().numpy(), self.images).mean())
+                out |= {f"{name}_after_{k}": v for name, v in self.distance(values[self.image].cpu().numpy(), self.images).items()}
         return out
 
     @torch.no_grad()
     def reversibility(self, cycles=(1, 5)) -> dict:
         """do(random values of shape, x, y or every label) then do(the original values), repeated."""
-        nodes = tuple(n for n in ("shape", "x", "y") if n in self.labels) or tuple(self.labels)
+        nodes = tuple(n for n in self.world.reverse if n in self.labels) or tuple(self.labels)
         family = Family("reverse", nodes)
         original = self.factual()
         values, out = original, {}
         for k in range(1, max(cycles) + 1):
-            act, _ = family.targets(self.scm, values, self.rng)
+            act, _ = targets(family, self.scm, values, self.rng)
             values = self.counterfactual(values, act)
             values = self.counterfactual(values, {n: original[n] for n in nodes})
             if k in cycles:
-                out[f"iou_after_{k}"] = float(iou(values[self.image].cpu().numpy(), self.images).mean())
+                out |= {f"{name}_after_{k}": v for name, v in self.distance(values[self.image].cpu().numpy(), self.images).items()}
                 back = torch.stack([values[n] == original[n] for n in self.labels]).all(0)
                 out[f"labels_back_after_{k}"] = float(back.float().mean())  # label counterfactuals are distributions
         out["intervened"] = ", ".join(nodes)
@@ -167,10 +163,11 @@ class Evaluation:
         """Inputs, counterfactuals and their truths for the first k units of a family (for the picture)."""
         rows = slice(0, k)
         factual = self.factual(rows)
-        act, _ = family.targets(self.scm, factual, torch.Generator().manual_seed(0))
+        act, _ = targets(family, self.scm, factual, torch.Generator().manual_seed(0))
         with torch.no_grad():
             cf = self.counterfactual(factual, act)
-        return self.images[rows], cf[self.image].cpu().numpy(), self.truth(cf, np.arange(k))
+        truth = self.truth(cf, np.arange(k)) if self.world.has_renderer else self.images[rows]
+        return self.images[rows], cf[self.image].cpu().numpy(), truth
 
 
 def label_correctness(scm: SCM, family: Family, seed: int, n: int = LABEL_UNITS) -> tuple[float, float]:
@@ -188,7 +185,7 @@ def label_correctness(scm: SCM, family: Family, seed: int, n: int = LABEL_UNITS)
         twin = poutine.trace(world).get_trace(n)  # prior noise, factual world
         noise = {k: s["value"] for k, s in twin.nodes.items() if k.startswith("U_")}
         factual = twin.nodes["_RETURN"]["value"]
-        act, keep = family.targets(world, factual, rng)
+        act, keep = targets(family, world, factual, rng)
         with poutine.condition(data=noise), poutine.do(data=act):
             truth = world(n)
         device = _device(model)
@@ -209,11 +206,15 @@ def _device(scm: SCM) -> torch.device:
 def _tv(scm: SCM, factual, answer, truth, keep) -> float:
     worst = 0.0
     for node in scm.order:
-        size = scm.dag.nodes[node].domain.size
-        bins = min(size, BINS)
-        f = (factual[node][keep] * bins // size).numpy()
-        a = (answer[node][keep] * bins // size).numpy()
-        t = (truth[node][keep] * bins // size).numpy()
+        domain = scm.dag.nodes[node].domain
+        if domain.is_discrete:
+            bins = min(domain.size, BINS)
+            coarse = lambda v: (v[keep] * bins // domain.size).numpy()  # noqa: E731
+        else:  # real values in BINS quantile bins of the factual ones
+            bins = BINS
+            edges = np.quantile(factual[node][keep].numpy(), np.linspace(0, 1, BINS + 1)[1:-1])
+            coarse = lambda v: np.digitize(v[keep].numpy(), edges)  # noqa: E731
+        f, a, t = coarse(factual[node]), coarse(answer[node]), coarse(truth[node])
         p = np.bincount(f * bins + a, minlength=bins * bins) / len(f)
         q = np.bincount(f * bins + t, minlength=bins * bins) / len(f)
         worst = max(worst, 0.5 * float(np.abs(p - q).sum()))
@@ -226,7 +227,7 @@ def learned_gaps(scm: SCM) -> dict[str, dict]:
     for name in scm.order:
         learned = scm.mechanisms[name]
         truth = learned.truth()
-        if truth is learned:
+        if truth is learned or not scm.dag.nodes[name].domain.is_discrete:
             continue
         parents = list(scm.dag.nodes[name].parents)
         sizes = [scm.dag.nodes[p].domain.size for p in parents]
@@ -243,7 +244,7 @@ def learned_gaps(scm: SCM) -> dict[str, dict]:
 
 def table(results: dict) -> str:
     """The evaluation as a readable table: one row per family, then the soundness metrics."""
-    columns = ["units", "iou", "above_0.9", "labels_tv", "labels_tv_naive", "shape_accuracy", "scale_mae", "orientation_mae", "x_mae", "y_mae"]
+    columns = ["units", "iou", "above_0.9", "psnr", "mae_255", "pendulum_iou", "shadow_iou", "labels_tv", "labels_tv_naive", "shape_accuracy", "scale_mae", "orientation_mae", "x_mae", "y_mae"]
     families = {k: v for k, v in results["families"].items()}
     shown = [c for c in columns if any(c in v for v in families.values())]
     rows = [f"{'family':<22}" + "".join(f"{c:>16}" for c in shown)]
@@ -264,11 +265,11 @@ def _cell(value) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
 
 
-def run(scm: SCM, *, n: int = 2000, seed: int = 0, npz=None, oracles=None, device="cpu") -> tuple[dict, "Evaluation"]:
+def run(scm: SCM, world: World, *, n: int = 2000, seed: int = 0, oracles=None, device="cpu") -> tuple[dict, "Evaluation"]:
     """Every metric on n held-out units: {families: {name: metrics}, composition, reversibility, learned}."""
-    units = held_out_units(scm, n, seed)
-    evaluation = Evaluation(scm, units, npz=npz, oracles=oracles, device=device)
-    results = {"units": n, "seed": seed, "families": {f.name: evaluation.family(f) for f in families(scm)}}
+    units = world.test_units(n, seed)
+    evaluation = Evaluation(scm, world, units, oracles=oracles, device=device, seed=seed)
+    results = {"units": len(units), "seed": seed, "world": world.name, "families": {f.name: evaluation.family(f) for f in families(scm, world)}}
     results["composition"] = evaluation.composition()
     results["reversibility"] = evaluation.reversibility()
     results["learned"] = learned_gaps(scm)

@@ -53,7 +53,7 @@ class Categorical(Mechanism):
         self.check_params({"probs", "learn"})
         if not isinstance(self.param("learn", False), bool):
             raise self.error(f"learn must be true or false, got {self.param('learn')!r}")
-        if self.domain.kind == "image":
+        if self.domain.is_image:
             raise self.error("categorical needs a domain of names or a grid, not an image")
         self.sizes = [(p, d.size) for p, d in parents.items()]
         spec = self.param("probs", required=True)

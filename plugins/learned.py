@@ -102,7 +102,7 @@ class MlpCategorical(Fitted):
     def __init__(self, node, parents, *, path="<dag>"):
         super().__init__(node, parents, path=path)
         self.check_params({"hidden", "truth"})
-        if self.domain.kind == "image" or any(d.kind == "image" for d in parents.values()):
+        if self.domain.is_image or any(d.is_image for d in parents.values()):
             raise self.error("mlp_categorical needs label domains for the node and its parents")
         hidden = self.param("hidden", [64])
         if not isinstance(hidden, list) or not all(isinstance(h, int) and h > 0 for h in hidden):

@@ -6,18 +6,17 @@ from typing import Any, Callable
 
 import torch
 
-from engine.model.dag import Domain
+from engine.model.domains import Domain, DomainError
 
 
 def key_index(domain: Domain, key: Any) -> int | None:
     """The class index a YAML key names (a name, or a grid value within half a step), else None."""
-    if domain.kind == "categorical":
-        return domain.values.index(key) if key in domain.values else None
-    if isinstance(key, bool) or not isinstance(key, (int, float)):
+    if domain.kind == "grid" and (isinstance(key, bool) or not isinstance(key, (int, float))):
         return None
-    i = domain.index(key)
-    step = (domain.values[-1] - domain.values[0]) / (domain.size - 1)
-    return i if abs(domain.values[i] - key) <= step / 2 else None
+    try:
+        return domain.encode(key)
+    except DomainError:
+        return None
 
 
 def parent_table(

@@ -7,19 +7,27 @@ Generative process (the structural assignment of the image node)::
     p     = sigmoid(decoder(parents, U_z))
     image = 1[U_pix < p]                                deterministic given the noise
 
+and for a gray image (``domain: {image: [64, 64], pixels: gray}``, levels 0..255)::
+
+    U_pix ~ N(0, 1)                   per pixel, H x W
+    mu    = 255 sigmoid(decoder(parents, U_z))          in gray levels
+    image = clamp(round(mu + sigma U_pix), 0, 255)      sigma: one learned scalar, >= sigma_min
+
 Parents are encoded by name: one-hot for a categorical domain, the value for a numeric grid,
 (sin, cos) of the value for the parents listed in ``angles``. Abduction draws U_z from the
 encoder q(z | image, parents), trained as the Pyro guide, and U_pix from its exact posterior:
-Uniform(0, p) where the pixel is on, Uniform(p, 1) where it is off, so a null intervention
-gives back the observed image bit for bit.
+Uniform(0, p) where the pixel is on, Uniform(p, 1) where it is off (gray: N(0, 1) truncated
+to the level's bin, ``plugins.gray_image``), so a null intervention gives back the observed
+image bit for bit.
 
 Decoders (``decoder:``): ``affine`` (default) draws a canonical, centred sprite on a
 ``canvas`` x ``canvas`` patch (in image pixels) from the other parents and z with an MLP, then
 moves it into the image, whose background is off, by a translation that is a learned linear
 map of the two ``translate`` parents. The move is grid_sample's bilinear translation, done as
 a sub-pixel interpolation of the patch and a paste (``place``): a quarter of the pixels go
-through the network and the sigmoid, the rest is background. ``mlp`` draws the whole image
-from all parents and z; ``conv`` upsamples with transposed convolutions (for GPUs).
+through the network and the sigmoid, the rest is background (gray: level 0). ``mlp`` draws
+the whole image from all parents and z; ``conv`` upsamples with transposed convolutions (for
+GPUs). Both suit gray scenes; ``affine`` suits a sprite on a black background.
 
 YAML::
 
@@ -34,10 +42,14 @@ YAML::
         latent_dim: 8
         hidden: [256, 512]
         canvas: 32
+        # gray images only:
+        sigma: 16.0                # first guess of the pixel noise, in gray levels (then learned)
+        sigma_min: 0.5             # the learned sigma stays above this
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import pyro
@@ -48,6 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plugins.binary_image import BinaryImage
+from plugins.gray_image import GrayImage, PixelScale, gray_assign, gray_noise
 from engine.model.mechanism import Mechanism
 from engine.model.registry import register_mechanism
 
@@ -65,6 +78,20 @@ DEFAULTS = {
     "logit_bound": 25.0,  # logits = b * tanh(raw / b): how sure a pixel may get
     "kl_weight": 4.0,  # weight of KL(q(z) || p(z)) while training (beta-VAE): keeps z from carrying the labels; reports use the true ELBO
 }
+GRAY_DEFAULTS = {  # gray images only (pixels: gray)
+    "sigma": 16.0,  # the pixel noise's first value, in gray levels; learned from there
+    "sigma_min": 0.5,  # the learned sigma's lower bound, in gray levels
+}
+GRAY_ABDUCTION = "amortised: U_z from the encoder q(z | image, parents); U_pix exact, N(0, 1) truncated to each gray level's bin"
+
+
+def _bounds(domain) -> tuple[float, float] | None:
+    """The smallest and largest value of a grid or bounded real domain, else None."""
+    if domain.kind == "grid":
+        return domain.values[0], domain.values[-1]
+    if domain.kind == "real" and math.isfinite(domain.low) and math.isfinite(domain.high):
+        return domain.low, domain.high
+    return None
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
@@ -136,6 +163,11 @@ def probability(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits).clamp_(min=torch.finfo(logits.dtype).tiny, max=below_one(logits.dtype))
 
 
+def gray_levels(logits: torch.Tensor) -> torch.Tensor:
+    """mu = 255 sigmoid(logits): the gray level each pixel is drawn around."""
+    return 255 * torch.sigmoid(logits)
+
+
 def below_one(dtype: torch.dtype) -> float:
     """The largest number below 1 in ``dtype`` (1 - 2^-24 in float32)."""
     return 1 - torch.finfo(dtype).eps / 2
@@ -150,7 +182,7 @@ def pixel_noise(value: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 
 @register_mechanism("vae_decoder")
 class VaeDecoder(Mechanism, nn.Module):
-    """p(image | parents, z) = Bernoulli(decoder(parents, z)), with an encoder q(z | image, parents)."""
+    """p(image | parents, z) = Bernoulli(decoder(parents, z)) (gray: GrayImage), with an encoder q(z | image, parents)."""
 
     learnable = True
     abduction = "amortised: U_z from the encoder q(z | image, parents); U_pix exact, Uniform(0, p) or Uniform(p, 1)"
@@ -158,16 +190,21 @@ class VaeDecoder(Mechanism, nn.Module):
     def __init__(self, node, parents, *, path="<dag>"):
         nn.Module.__init__(self)
         Mechanism.__init__(self, node, parents, path=path)
-        self.check_params(set(DEFAULTS))
-        if self.domain.kind != "image":
+        self.check_params(set(DEFAULTS) | set(GRAY_DEFAULTS))
+        if not self.domain.is_image:
             raise self.error("vae_decoder needs an image domain, e.g. {image: [64, 64]}")
-        self.config = self._validate({k: self.param(k, v) for k, v in DEFAULTS.items()})
+        self.gray = self.domain.pixels == "gray"
+        defaults = {**DEFAULTS, **GRAY_DEFAULTS} if self.gray else DEFAULTS
+        self.config = self._validate({k: self.param(k, v) for k, v in defaults.items()})
         c = self.config
+        if self.gray:
+            self.scale = PixelScale(float(c["sigma"]), float(c["sigma_min"]))
+            self.abduction = GRAY_ABDUCTION
         self.height, self.width = self.domain.shape
         self.latent_dim = c["latent_dim"]
         self.translate = tuple(c["translate"])
         self.angles = tuple(c["angles"])
-        for p, domain in parents.items():  # value tables for numeric parents, moved by .to()
+        for p, domain in parents.items():  # value tables for grid parents, moved by .to()
             if domain.kind == "grid":
                 self.register_buffer(f"values_{p}", torch.tensor(domain.values, dtype=torch.float32))
         drawn = [p for p in parents if c["decoder"] != "affine" or p not in self.translate]
@@ -177,8 +214,8 @@ class VaeDecoder(Mechanism, nn.Module):
             side = c["canvas"]
             self.decoder = mlp([width + self.latent_dim, *c["hidden"], side * side])
             # offset (normalised image coordinates) = A @ values + b; starts at (v - mid) / range
-            lo = torch.tensor([parents[p].values[0] for p in self.translate])
-            hi = torch.tensor([parents[p].values[-1] for p in self.translate])
+            lo = torch.tensor([_bounds(parents[p])[0] for p in self.translate])
+            hi = torch.tensor([_bounds(parents[p])[1] for p in self.translate])
             self.shift = nn.Linear(2, 2)
             with torch.no_grad():
                 self.shift.weight.copy_(torch.diag(1 / (hi - lo)))
@@ -218,8 +255,10 @@ class VaeDecoder(Mechanism, nn.Module):
             for p in names:
                 if p not in self.parents:
                     raise self.error(f"{key}: '{p}' is not a parent; parents are {', '.join(self.parents)}")
-                if self.parents[p].kind != "grid":
-                    raise self.error(f"{key}: '{p}' must have a numeric grid domain, not {self.parents[p].describe()}")
+                if not self.parents[p].is_numeric:
+                    raise self.error(f"{key}: '{p}' must have a numeric domain, not {self.parents[p].describe()}")
+                if key == "translate" and _bounds(self.parents[p]) is None:
+                    raise self.error(f"translate: '{p}' needs bounds to move the sprite by (a grid, or real: [low, high])")
         if c["decoder"] == "affine" and len(c["translate"]) != 2:
             raise self.error("the affine decoder needs translate: [horizontal, vertical], two numeric parents that move the sprite")
         if c["decoder"] == "affine" and c["canvas"] > min(self.domain.shape):
@@ -230,31 +269,43 @@ class VaeDecoder(Mechanism, nn.Module):
             raise self.error(f"the conv decoder needs image sides divisible by 8, got {self.domain.describe()}")
         if self.domain.shape[0] % c["pool"] or self.domain.shape[1] % c["pool"]:
             raise self.error(f"pool must divide the image sides {self.domain.shape}, got {c['pool']}")
+        if not self.gray:
+            given = sorted(set(GRAY_DEFAULTS) & set(self.node.params))
+            if given:
+                raise self.error(f"{', '.join(given)}: parameters of gray images only (domain: {{image: [H, W], pixels: gray}}); "
+                                 f"this node is a {self.domain.describe()}")
+            return c
+        for key in GRAY_DEFAULTS:
+            if isinstance(c[key], bool) or not isinstance(c[key], (int, float)) or not 0 < c[key] < math.inf:
+                raise self.error(f"{key} must be a positive number of gray levels, got {c[key]!r}")
+        if c["sigma"] <= c["sigma_min"]:
+            raise self.error(f"sigma ({c['sigma']:g}) must be above sigma_min ({c['sigma_min']:g}), the bound the learned sigma keeps")
         return c
 
     # ---- parents ----------------------------------------------------------------------------
 
     def encoded_size(self, names) -> int:
         """Width of the encoding of the parents ``names``."""
-        sizes = {"categorical": lambda d: d.size, "grid": lambda d: 1}
-        return sum(2 if p in self.angles else sizes[self.parents[p].kind](self.parents[p]) for p in names)
+        return sum(2 if p in self.angles else self.parents[p].size if self.parents[p].kind == "names" else 1 for p in names)
 
-    def value(self, name: str, index: torch.Tensor) -> torch.Tensor:
-        """The numeric value of a grid parent from its class index."""
-        return getattr(self, f"values_{name}")[index]
+    def value(self, name: str, encoded: torch.Tensor) -> torch.Tensor:
+        """The numeric value of a parent (float32): a grid's value by class index, a real node's itself."""
+        if self.parents[name].kind == "grid":
+            return getattr(self, f"values_{name}")[encoded]
+        return encoded.float()
 
     def encode(self, parents: dict[str, torch.Tensor], names, n: int) -> torch.Tensor:
-        """One-hot (categorical), value (grid) or (sin, cos) (angles) per parent, concatenated: (n, width)."""
+        """One-hot (names), value (numbers) or (sin, cos) in radians (angles) per parent, concatenated: (n, width)."""
         parts = [torch.zeros(n, 0, device=self.encoder[0].weight.device)]
         for p in names:
-            domain, index = self.parents[p], parents[p]
-            if domain.kind == "categorical":
-                parts.append(F.one_hot(index, domain.size).float())
+            domain, encoded = self.parents[p], parents[p]
+            if domain.kind == "names":
+                parts.append(F.one_hot(encoded, domain.size).float())
             elif p in self.angles:
-                v = self.value(p, index)
+                v = self.value(p, encoded) * (math.pi / 180 if domain.unit == "deg" else 1.0)
                 parts.append(torch.stack([v.sin(), v.cos()], 1))
             else:
-                parts.append(self.value(p, index)[:, None])
+                parts.append(self.value(p, encoded)[:, None])
         return torch.cat(parts, 1)
 
     # ---- networks ---------------------------------------------------------------------------
@@ -275,15 +326,24 @@ class VaeDecoder(Mechanism, nn.Module):
         raw = self.decoder(torch.cat([self.encode(parents, self.drawn, len(z)), z], 1))
         return (bound * torch.tanh(raw / bound)).view(-1, self.height, self.width)
 
+    def loc(self, parents: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        """Gray images: mu, the gray level every pixel is drawn around, shape (N, H, W), in [0, 255]."""
+        if self.config["decoder"] == "affine":
+            return self.sprite(parents, z).squash(gray_levels).image()
+        return gray_levels(self.logits(parents, z))
+
     def probs(self, parents: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
-        """The decoder's probability map p(pixel = 1 | parents, z), shape (N, H, W), strictly in (0, 1)."""
+        """The decoder's probability map p(pixel = 1 | parents, z), shape (N, H, W), strictly in (0, 1); gray: mu / 255."""
+        if self.gray:
+            return self.loc(parents, z) / 255
         if self.config["decoder"] == "affine":
             return self.sprite(parents, z).squash(probability).image()  # the sigmoid on the patch only
         return probability(self.logits(parents, z))
 
     def posterior(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoder's q(z | image, parents) = N(z_loc, z_scale)."""
-        pooled = F.avg_pool2d(image[:, None].float(), self.config["pool"]).flatten(1)
+        pixels = image[:, None].float() / 255 if self.gray else image[:, None].float()
+        pooled = F.avg_pool2d(pixels, self.config["pool"]).flatten(1)
         out = self.encoder(torch.cat([pooled, self.encode(parents, self.parents, len(image))], 1))
         z_loc, raw_scale = out.chunk(2, dim=1)
         return z_loc, F.softplus(raw_scale) + 1e-4
@@ -291,16 +351,19 @@ class VaeDecoder(Mechanism, nn.Module):
     # ---- Pyro model and guide (trained with SVI) --------------------------------------------
 
     def model(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> None:
-        """p(z) = N(0, I),  p(image | parents, z) = Bernoulli(sigmoid(decoder(parents, z)))."""
+        """p(z) = N(0, I),  p(image | parents, z) = Bernoulli(sigmoid(decoder(parents, z)));  gray: GrayImage(mu, sigma)."""
         pyro.module(f"{self.name}_decoder", self.decoder)
         if self.config["decoder"] == "affine":
             pyro.module(f"{self.name}_shift", self.shift)
+        if self.gray:
+            pyro.module(f"{self.name}_scale", self.scale)
         n = image.shape[0]
         with pyro.plate(f"{self.name}_batch", n):
             z_loc = image.new_zeros(n, self.latent_dim)
             with poutine.scale(scale=self._kl_scale()):
                 z = pyro.sample(f"{self.site}_z", dist.Normal(z_loc, torch.ones_like(z_loc)).to_event(1))
-            pyro.sample(self.name, BinaryImage(self.logits(parents, z)), obs=image)
+            likelihood = GrayImage(self.loc(parents, z), self.scale()) if self.gray else BinaryImage(self.logits(parents, z))
+            pyro.sample(self.name, likelihood, obs=image)
 
     def guide(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> None:
         """q(z | image, parents) = N(encoder(image, parents))."""
@@ -322,13 +385,16 @@ class VaeDecoder(Mechanism, nn.Module):
     def noise(self, n):
         # scalars expanded, not materialised: a query that conditions these sites never pays for n images of zeros
         zero = torch.zeros((), device=self._device())
+        pixel = dist.Normal(zero, zero + 1) if self.gray else dist.Uniform(zero, zero + 1)
         return {
             f"{self.site}_z": dist.Normal(zero, zero + 1).expand([n, self.latent_dim]).to_event(1),
-            f"{self.site}_pix": dist.Uniform(zero, zero + 1).expand([n, self.height, self.width]).to_event(2),
+            f"{self.site}_pix": pixel.expand([n, self.height, self.width]).to_event(2),
         }
 
     def assign(self, parents, noise):
         u, z = noise[f"{self.site}_pix"], noise[f"{self.site}_z"]
+        if self.gray:
+            return gray_assign(self.loc(parents, z), self.scale(), u)
         if self.config["decoder"] != "affine":
             return (u < self.probs(parents, z)).float()
         # the same comparison, 1[u < p], with p read off the sprite: the background in one pass
@@ -339,18 +405,21 @@ class VaeDecoder(Mechanism, nn.Module):
         return image
 
     def mean(self, parents, noise):
-        """The probability map given the parents and the noise (only U_z matters)."""
+        """The probability map given the parents and the noise (only U_z matters); gray: mu / 255."""
         return self.probs(parents, noise[f"{self.site}_z"])
 
     def abduct(self, value, parents, *, deterministic: bool = False):
         """U_z from q(z | value, parents) (its mean if ``deterministic``); U_pix exactly.
 
         Given p = p(pixel on | parents, z), U_pix is Uniform(0, p) where the pixel is on and
-        Uniform(p, 1) where it is off, so that 1[U_pix < p] gives the value back.
+        Uniform(p, 1) where it is off, so that 1[U_pix < p] gives the value back. Gray: N(0, 1)
+        truncated to the bin of the pixel's level, so that clamp(round(mu + sigma U_pix)) does.
         """
         z_loc, z_scale = self.posterior(value, parents)
         z = z_loc if deterministic else z_loc + z_scale * torch.randn_like(z_loc)
         site = f"{self.site}_pix"
+        if self.gray:
+            return {f"{self.site}_z": z, site: gray_noise(value, self.loc(parents, z), self.scale())}
         if self.config["decoder"] != "affine":
             return {f"{self.site}_z": z, site: pixel_noise(value, self.probs(parents, z))}
         p = self.sprite(parents, z).squash(probability)

@@ -8,7 +8,10 @@ Three kinds of statement, each with a G statistic and a chi-square p-value:
 - fit: each node's empirical conditional matches its declared p(value | parents).
 
 Tested variables may be coarsened into a few bins (that keeps an independence true); the
-conditioning set is never coarsened (that would not).
+conditioning set is never coarsened (that would not). Real-valued nodes are cut into BINS
+quantile bins; an independence whose later node X is real is tested through X's exogenous
+noise, abducted from the data by X's declared mechanism: with X = f(parents, U),
+X _||_ Y | parents holds iff U _||_ Y (and the parents), so no conditioning set is binned.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ class Statement:
 def check(scm: SCM, labels: dict[str, np.ndarray]) -> list[Statement]:
     """Every statement the SCM's graph implies about ``labels`` (class indices by node)."""
     dag, graph = scm.dag, scm.dag.graph.subgraph(scm.order)
-    sizes = {n: dag.nodes[n].domain.size for n in scm.order}
+    noise = {n: residual(scm, labels, n) for n in scm.order if not dag.nodes[n].domain.is_discrete}
+    labels = {n: discrete(labels[n], dag.nodes[n].domain) for n in scm.order}
+    sizes = {n: dag.nodes[n].domain.size if dag.nodes[n].domain.is_discrete else BINS for n in scm.order}
     statements = []
     order = list(scm.order)
     for i, y in enumerate(order):
@@ -53,7 +58,10 @@ def check(scm: SCM, labels: dict[str, np.ndarray]) -> list[Statement]:
                 continue
             given = list(dag.nodes[x].parents)
             assert nx.is_d_separator(graph, {x}, {y}, set(given)), (x, y, given)
-            g, df = _conditional_g(labels, sizes, x, y, given)
+            if x in noise:  # x = f(parents, U): x _||_ y | parents  iff  U_x _||_ (y, parents); tested against y
+                g, df = _conditional_g(labels | {x: noise[x]}, sizes, x, y, [])
+            else:
+                g, df = _conditional_g(labels, sizes, x, y, given)
             statements.append(Statement("independence", f"{x} _||_ {y}{_given(given)}", g, df, _p(g, df)))
     for child in order:
         parents = list(dag.nodes[child].parents)
@@ -61,10 +69,27 @@ def check(scm: SCM, labels: dict[str, np.ndarray]) -> list[Statement]:
             given = [q for q in parents if q != p]
             g, df = _conditional_g(labels, sizes, child, p, given)
             statements.append(Statement("dependence", f"{child} depends on {p}{_given(given)}", g, df, _p(g, df)))
-    for node in order:
+    for node in (n for n in order if dag.nodes[n].domain.is_discrete and all(dag.nodes[p].domain.is_discrete for p in dag.nodes[n].parents)):
         g, df = _fit_g(scm, labels, node)
         statements.append(Statement("fit", f"p({node}{_given(list(dag.nodes[node].parents), ' | ')}) as declared", g, df, _p(g, df)))
     return statements
+
+
+def residual(scm: SCM, labels: dict[str, np.ndarray], node: str) -> np.ndarray:
+    """The node's exogenous noise abducted from the data by its declared mechanism, in quantile bins."""
+    dag = scm.dag
+    tensor = lambda n: torch.as_tensor(labels[n], dtype=dag.nodes[n].domain.dtype)  # noqa: E731
+    noise = scm.mechanisms[node].abduct(tensor(node), {p: tensor(p) for p in dag.nodes[node].parents})
+    u = next(iter(noise.values())).reshape(len(labels[node]), -1)[:, 0].numpy()
+    return np.digitize(u, np.quantile(u, np.linspace(0, 1, BINS + 1)[1:-1])).astype(np.int64)
+
+
+def discrete(values: np.ndarray, domain) -> np.ndarray:
+    """Class indices as they are; real values in BINS quantile bins of their own (equal counts)."""
+    if domain.is_discrete:
+        return np.asarray(values, dtype=np.int64)
+    edges = np.quantile(values, np.linspace(0, 1, BINS + 1)[1:-1])
+    return np.digitize(values, edges).astype(np.int64)
 
 
 def table(statements: list[Statement]) -> str:

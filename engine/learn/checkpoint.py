@@ -16,15 +16,13 @@ run killed mid-write leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
-import os
-import tempfile
-import warnings
 from pathlib import Path
 
 import torch
 
 from engine.model.dag import DagSpec, load_dag, parse_dag
 from engine.errors import CheckpointError, CqError
+from engine.files import read_marked, write_atomic
 from engine.model.scm import SCM, build_scm
 
 FORMAT = "causal-query-checkpoint"
@@ -36,51 +34,6 @@ def checkpoint_path(run: str | Path) -> Path:
     """The checkpoint file of a run folder (or the file itself)."""
     run = Path(run)
     return run / FILENAME if run.is_dir() or not run.suffix else run
-
-
-def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """Write ``state`` to ``path`` atomically: a crash leaves either the old or the new file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def read_marked(path: Path, fmt: str, version: int, *, kind: str, hint: str = "", map_location="cpu") -> dict:
-    """The dict in a file written by ``save_checkpoint`` with ``fmt`` and ``version``, loaded without unpickling code.
-
-    A truncated, foreign or other-version file is a CheckpointError naming the file, the
-    ``kind`` of file expected and, when given, the ``hint`` (what to do about it).
-    """
-    tail = f"; {hint}" if hint else ""
-    try:
-        with warnings.catch_warnings():  # a foreign pickle draws warnings before it fails
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch.load fails in many ways on foreign bytes; each means "not ours"
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable {kind} (truncated, corrupt or not a torch file: {reason}){tail}") from None
-    if not isinstance(state, dict) or state.get("format") != fmt:
-        raise CheckpointError(f"{path}: not a causal-query {kind} (it has no '{fmt}' format marker){tail}")
-    if state.get("version") != version:
-        raise CheckpointError(f"{path}: {kind} format version {state.get('version')!r}; this program reads version {version}{tail}")
-    return state
 
 
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -155,3 +108,8 @@ def load_model(run: str | Path, dag: DagSpec | str | Path | None = None, device=
         if isinstance(m, torch.nn.Module):
             m.eval()
     return dag, scm.to(device)
+
+
+def save_checkpoint(state: dict, path: str | Path) -> Path:
+    """Write ``state`` with this format's marker to ``path`` atomically: a crash leaves the old file or the new one."""
+    return write_atomic(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state}, f))

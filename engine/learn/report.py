@@ -24,7 +24,7 @@ import pyro
 import torch
 from pyro.infer import Trace_ELBO
 
-from engine.worlds.dsprites import data
+from engine.worlds.world import Units, World
 from engine.model.dag import DagSpec
 from engine.images import grid, save_png
 from engine.model.scm import SCM
@@ -35,20 +35,25 @@ COLUMNS = 10  # traversal columns: values spread evenly over each domain
 @torch.no_grad()
 def evaluate(mechanism, images: torch.Tensor, parents: dict[str, torch.Tensor], batch: int = 1024) -> dict:
     """Test neg ELBO (nats/image), pixel accuracy and mean IoU of reconstructions at the encoder mean."""
-    elbo, total, correct, iou = Trace_ELBO(), 0.0, 0.0, 0.0
+    elbo, total, correct, iou, mae = Trace_ELBO(), 0.0, 0.0, 0.0, 0.0
     n = len(images)
+    gray = mechanism.domain.levels() > 2
     with pyro.validation_enabled(False):
         for i in range(0, n, batch):
             x = images[i:i + batch]
             par = {k: v[i:i + batch] for k, v in parents.items()}
             total += elbo.loss(mechanism.model, mechanism.guide, x, par)
             z_loc, _ = mechanism.posterior(x, par)
-            recon = mechanism.probs(par, z_loc) > 0.5
-            on = x > 0.5
+            mean = mechanism.probs(par, z_loc)  # a map in [0, 1]
+            if gray:  # the mean against the gray levels, and the masks of pixels above half brightness
+                mae += float((mean * 255 - x).abs().mean((1, 2)).sum())
+                x = x / 255
+            recon, on = mean > 0.5, x > 0.5
             correct += float((recon == on).float().mean((1, 2)).sum())
             inter, union = (recon & on).sum((1, 2)).float(), (recon | on).sum((1, 2)).float()
             iou += float(torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).sum())
-    return {"units": n, "neg_elbo": total / n, "pixel_accuracy": correct / n, "iou": iou / n}
+    out = {"units": n, "neg_elbo": total / n, "pixel_accuracy": correct / n, "iou": iou / n}
+    return out | ({"recon_mae_255": mae / n} if gray else {})
 
 
 @torch.no_grad()
@@ -74,26 +79,32 @@ def traversals(mechanism, base: dict[str, torch.Tensor]) -> np.ndarray:
     rows = []
     device = next(iter(base.values())).device
     for name, domain in mechanism.parents.items():
-        picks = np.unique(np.linspace(0, domain.size - 1, min(domain.size, COLUMNS)).round().astype(int))
+        if domain.is_discrete:
+            picks = np.unique(np.linspace(0, domain.size - 1, min(domain.size, COLUMNS)).round().astype(int))
+        elif np.isfinite(domain.low) and np.isfinite(domain.high):
+            picks = np.linspace(domain.low, domain.high, COLUMNS)
+        else:
+            continue
         par = {k: v.expand(len(picks)).clone() for k, v in base.items()}
-        par[name] = torch.as_tensor(picks, device=device)
+        par[name] = torch.as_tensor(picks, dtype=domain.dtype, device=device)
         maps = mechanism.probs(par, torch.zeros(len(picks), mechanism.latent_dim, device=device)).cpu().numpy()
         blank = np.full((COLUMNS - len(picks), *maps.shape[1:]), 0.5)
         rows.append(np.concatenate([maps, blank]))
     return np.concatenate(rows)
 
 
-def write(scm: SCM, dag: DagSpec, test: data.LabelSet, config, out: Path, *, npz=None, device="cpu", train=None) -> dict:
+def write(scm: SCM, world: World, test: Units, config, out: Path, *, device="cpu", train=None) -> dict:
     """Score every learnable image node on the test units; write report.json, report.md and PNGs."""
+    dag = world.dag
     units = test.subset(np.arange(len(test)) < config.eval_n)
-    parents_all = {k: torch.from_numpy(units.labels[k]).to(device) for k in dag.labels}
+    parents_all = {k: torch.as_tensor(units.labels[k], dtype=dag.nodes[k].domain.dtype).to(device) for k in dag.labels}
     out.mkdir(parents=True, exist_ok=True)
     nodes = {}
     for name, mechanism in scm.mechanisms.items():
-        if not mechanism.learnable or dag.nodes[name].domain.kind != "image":
+        if not mechanism.learnable or not dag.nodes[name].domain.is_image:
             continue
         shape = dag.nodes[name].domain.shape
-        images = torch.from_numpy(data.images(units.index, npz=npz)).to(device).float()
+        images = torch.from_numpy(world.images(units)).to(device).float()
         parents = {p: parents_all[p] for p in dag.nodes[name].parents}
         metrics = evaluate(mechanism, images, parents)
         metrics["decoder_images_per_s"] = decoder_speed(mechanism, parents)
@@ -101,7 +112,7 @@ def write(scm: SCM, dag: DagSpec, test: data.LabelSet, config, out: Path, *, npz
             shown = images[:16]
             few = {k: v[:16] for k, v in parents.items()}
             recon = mechanism.probs(few, mechanism.posterior(shown, few)[0]).cpu().numpy()
-        shown = shown.cpu().numpy()
+        shown = shown.cpu().numpy() / (255 if mechanism.domain.levels() > 2 else 1)
         pairs = np.concatenate([np.concatenate([shown[i:i + 8], recon[i:i + 8]]) for i in range(0, len(shown), 8)])
         save_png(grid(pairs, columns=min(8, len(shown))), out / "reconstructions.png", scale=2)
         save_png(grid(traversals(mechanism, {k: v[:1] for k, v in parents.items()}), columns=COLUMNS), out / "traversals.png", scale=2)

@@ -1,7 +1,7 @@
-"""Fit every learnable mechanism of a DAG to DAG-faithful dSprites with SVI.
+"""Fit every learnable mechanism of a DAG to its world's data with SVI.
 
-    labels = resample(dag, n, seed), held-out test units dropped (engine.data.is_test)
-    images = the dSprites image of each unit, rendered once and kept bit-packed
+    units  = world.train_units(n, seed)  (DAG-faithful; the world's test split never included)
+    images = each distinct unit's image, fetched once (binary ones kept bit-packed)
     for each epoch, for each shuffled batch:
         svi.step(...)                 # the Trace_ELBO of every learnable node's model and guide, one Adam step
     end of each epoch: one atomic, self-describing checkpoint (engine.learn.checkpoint)
@@ -15,10 +15,8 @@ exactly as if it had not stopped.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -30,12 +28,12 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from tqdm import tqdm
 
 from engine.learn import checkpoint
-from engine.worlds.dsprites import data
-from engine.worlds.dsprites import render as dsprites
+from engine.worlds.world import Units, World, build_world
 from engine.model.dag import DagSpec, load_dag
 from engine.errors import CqError
 from engine.model.scm import SCM, build_scm
 from engine.learn.svi import SVI, StateMismatch
+from engine.device import pick_device, tune_cpu
 
 
 @dataclass
@@ -55,36 +53,7 @@ class TrainConfig:
     threads: int = 1  # torch CPU threads; one avoids spin-waiting on a shared CPU (0: torch's default)
     minutes: float | None = None  # optional budget of training minutes (resumes included); the lr anneals to fit it
     resume: bool = False  # continue from the run folder's checkpoint
-    dsprites_npz: str | None = None  # the real dSprites npz (default: $DSPRITES_NPZ, else rendered)
     eval_n: int = 8192  # held-out units scored in the report
-
-
-def pick_device(name: str) -> torch.device:
-    """auto: CUDA when available, else the CPU; cuda without a GPU is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise CqError(f"--device must be auto, cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CqError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False); use --device cpu")
-    return torch.device(name)
-
-
-def tune_cpu(threads: int) -> None:
-    """Set torch's CPU threads, and keep freed memory in glibc's heap instead of unmapping it.
-
-    A training step allocates and frees the same few megabytes again and again; by default
-    glibc returns such blocks to the kernel, and faulting them back in cost half the CPU time.
-    """
-    if threads > 0:
-        torch.set_num_threads(threads)
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD: its largest value
-            libc.mallopt(-1, 1024 * 1024 * 1024)  # M_TRIM_THRESHOLD
-        except (OSError, AttributeError):
-            pass
 
 
 # ---- data ---------------------------------------------------------------------------------
@@ -102,11 +71,11 @@ def unpack(packed: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return bits.view(len(packed), -1)[:, : shape[0] * shape[1]].reshape(len(packed), *shape).float()
 
 
-class Units(Dataset):
+class UnitData(Dataset):
     """Labelled units with their images; indexed by a whole batch of positions at once."""
 
-    def __init__(self, labels: dict[str, torch.Tensor], packed: torch.Tensor, row: torch.Tensor):
-        self.labels, self.packed, self.row = labels, packed, row  # row: each unit's image in packed
+    def __init__(self, labels: dict[str, torch.Tensor], images: torch.Tensor, row: torch.Tensor, packed: bool):
+        self.labels, self.images, self.row, self.packed = labels, images, row, packed  # row: each unit's image
 
     def __len__(self) -> int:
         return len(self.row)
@@ -114,33 +83,28 @@ class Units(Dataset):
     def __getitem__(self, batch) -> dict[str, torch.Tensor]:
         batch = torch.as_tensor(batch)
         out = {k: v[batch] for k, v in self.labels.items()}
-        out["_packed"] = self.packed[self.row[batch]]
+        out["_images"] = self.images[self.row[batch]]
         return out
 
 
-def load_units(dag: DagSpec, labels: data.LabelSet, npz: str | None, chunk: int = 8192) -> Units:
-    """Render (or read) each distinct image once, bit-packed, and pair it with its units."""
-    index = labels.index
-    distinct, row = np.unique(index, return_inverse=True)
+def load_units(world: World, units: Units, chunk: int = 8192) -> UnitData:
+    """Fetch each distinct unit's image once (binary ones bit-packed) and pair it with its units."""
+    dag = world.dag
+    distinct, first, row = np.unique(units.index, return_index=True, return_inverse=True)
+    packed = dag.nodes[dag.images[0]].domain.levels() == 2
     parts = []
     for start in tqdm(range(0, len(distinct), chunk), desc="images", unit="chunk", leave=False, disable=None):
-        parts.append(pack(data.images(distinct[start:start + chunk], npz=npz)))
-    packed = torch.cat(parts) if parts else torch.zeros(0, 1, dtype=torch.uint8)
-    tensors = {k: torch.from_numpy(labels.labels[k]) for k in dag.labels}
-    return Units(tensors, packed, torch.from_numpy(row))
+        images = world.images(units.subset(first[start:start + chunk]))
+        parts.append(pack(images) if packed else torch.from_numpy(images.astype(np.uint8)))
+    images = torch.cat(parts) if parts else torch.zeros(0, 1, dtype=torch.uint8)
+    tensors = {k: torch.as_tensor(units.labels[k], dtype=dag.nodes[k].domain.dtype) for k in dag.labels}
+    return UnitData(tensors, images, torch.from_numpy(row.reshape(-1)), packed)
 
 
-def batches(units: Units, batch_size: int, seed: int, *, workers: int = 0, pin: bool = False) -> DataLoader:
+def batches(units: UnitData, batch_size: int, seed: int, *, workers: int = 0, pin: bool = False) -> DataLoader:
     """The units in a shuffled order fixed by ``seed``, a whole batch per index."""
     sampler = BatchSampler(RandomSampler(units, generator=torch.Generator().manual_seed(seed)), batch_size, drop_last=False)
     return DataLoader(units, sampler=sampler, batch_size=None, num_workers=workers, pin_memory=pin)
-
-
-def split(dag: DagSpec, config: TrainConfig) -> tuple[data.LabelSet, data.LabelSet]:
-    """The training units and the held-out test units of one resample."""
-    labels = data.resample(dag, config.n, config.seed)
-    test = data.is_test(labels.index)
-    return labels.subset(~test), labels.subset(test)
 
 
 # ---- the loop -----------------------------------------------------------------------------
@@ -159,11 +123,11 @@ def schedule(config: TrainConfig, progress: float) -> float:
 
 def batch_values(batch: dict, dag: DagSpec, device) -> dict[str, torch.Tensor]:
     """Every node's value for one batch, on the device (image nodes unpacked there)."""
-    values = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "_packed"}
-    packed = batch["_packed"].to(device, non_blocking=True)
-    for name in dag.order:
-        if dag.nodes[name].domain.kind == "image":
-            values[name] = unpack(packed, dag.nodes[name].domain.shape)
+    values = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "_images"}
+    images = batch["_images"].to(device, non_blocking=True)
+    for name in dag.images:
+        domain = dag.nodes[name].domain
+        values[name] = unpack(images, domain.shape) if domain.levels() == 2 else images.float()
     return values
 
 
@@ -174,7 +138,7 @@ def resume_from(path: Path, dag: DagSpec, config: TrainConfig, device, log) -> t
         return None, config
     state = checkpoint.read_checkpoint(path, map_location=device)
     checkpoint.check_dag(state, dag, path)
-    fixed = {f.name for f in fields(TrainConfig)} - {"epochs", "minutes", "device", "workers", "threads", "resume", "out", "dsprites_npz", "dag"}
+    fixed = {f.name for f in fields(TrainConfig)} - {"epochs", "minutes", "device", "workers", "threads", "resume", "out", "dag"}
     config = dataclasses.replace(config, **{k: v for k, v in state["config"].items() if k in fixed})
     log(f"resuming {path} after epoch {state['epoch']} of {config.epochs}")
     return state, config
@@ -203,7 +167,7 @@ def train(config: TrainConfig, *, log=print) -> dict:
     dag = load_dag(config.dag)
     path = checkpoint.checkpoint_path(Path(config.out))
     state, config = resume_from(path, dag, config, device, log) if config.resume else (None, config)
-    npz = dsprites.npz_path(config.dsprites_npz)
+    world = build_world(dag)
     pyro.set_rng_seed(config.seed)
     pyro.clear_param_store()
     scm = build_scm(dag)
@@ -215,9 +179,9 @@ def train(config: TrainConfig, *, log=print) -> dict:
     scm.to(device)
 
     t0 = time.perf_counter()
-    train_units, test_units = split(dag, config)
-    units = load_units(dag, train_units, npz)
-    log(f"{len(units):,} training units ({len(units.packed):,} distinct images), {len(test_units):,} held out; "
+    units = load_units(world, world.train_units(config.n, config.seed))
+    test_units = world.test_units(config.eval_n, config.seed)
+    log(f"{len(units):,} training units of the {world.name} world ({len(units.images):,} distinct images), {len(test_units):,} held out; "
         f"data ready in {time.perf_counter() - t0:.1f}s on {device}")
 
     svi = SVI({name: (m.model, m.guide) for name, m in mechanisms.items()}, lr=config.lr)
@@ -274,7 +238,7 @@ def train(config: TrainConfig, *, log=print) -> dict:
 
     for m in mechanisms.values():
         m.eval()
-    report = training_report.write(scm, dag, test_units, config, Path(config.out), npz=npz, device=device,
+    report = training_report.write(scm, world, test_units, config, Path(config.out), device=device,
                                    train={"epochs": epoch, "seconds": seconds, "history": history})
     save(path, dag, scm, svi, config, epoch, step, seconds, {"epochs": history, "test": report["test"]})
     return report

@@ -15,15 +15,17 @@ A DAG file declares one node per variable::
         domain: {linspace: [0.5, 1.0, 6]}
         params: {probs: {square: [...], ellipse: [...], heart: [...]}}
 
-A domain is a list of names (categorical), ``{linspace: [start, stop, count]}`` (a numeric
-grid; ``pi`` and ``2pi`` are accepted as numbers) or ``{image: [height, width]}``.
+A domain is a list of names, a grid, real numbers or an image (``engine.model.domains``).
+``world:`` names where the data come from (``dsprites`` when absent): a registered world,
+or a mapping ``{files: PATH}`` for a world with options.
+
+The file is read by ``engine.model.yamlfile`` (duplicate keys, alias bombs, non-finite
+numbers and files that are not UTF-8 are errors with a line and column).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,35 +34,21 @@ import networkx as nx
 import yaml
 
 from engine.errors import DagError
+from engine.model import domains
+from engine.model.domains import Domain, DomainError
+from engine.model.yamlfile import MAX_BYTES, number, read_yaml
 
-_PI = re.compile(r"^\s*([0-9.]*)\s*\*?\s*pi\s*$")
+DEFAULT_WORLD = "dsprites"
+TOP_KEYS = ("name", "description", "world", "nodes")
 
 
 @dataclass(frozen=True)
-class Domain:
-    """The values a node takes: names, a numeric grid, or an image of a given size."""
+class WorldSpec:
+    """The world a DAG's data come from: a registered name and its options (``{files: PATH}``)."""
 
-    kind: str  # "categorical", "grid" or "image"
-    values: tuple = ()  # names or floats; empty for images
-    shape: tuple[int, ...] = ()  # image height and width
-
-    @property
-    def size(self) -> int:
-        return len(self.values)
-
-    def index(self, value: Any) -> int:
-        """The class index of a name, or of the grid value nearest to a number."""
-        if self.kind == "categorical":
-            return self.values.index(value)
-        return min(range(self.size), key=lambda i: abs(self.values[i] - float(value)))
-
-    def describe(self) -> str:
-        if self.kind == "image":
-            return "image %dx%d" % self.shape
-        if self.kind == "categorical":
-            return "{" + ", ".join(self.values) + "}"
-        lo, hi = self.values[0], self.values[-1]
-        return f"grid of {self.size} from {lo:g} to {hi:g}"
+    name: str = DEFAULT_WORLD
+    options: Any = None
+    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +76,7 @@ class DagSpec:
     order: tuple[str, ...]
     path: str
     text: str = field(repr=False)
+    world: WorldSpec = WorldSpec()
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -104,7 +93,12 @@ class DagSpec:
     @property
     def labels(self) -> tuple[str, ...]:
         """The nodes that are not images, in topological order."""
-        return tuple(n for n in self.order if self.nodes[n].domain.kind != "image")
+        return tuple(n for n in self.order if not self.nodes[n].domain.is_image)
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        """The image nodes, in topological order."""
+        return tuple(n for n in self.order if self.nodes[n].domain.is_image)
 
     def descendants(self, names) -> set[str]:
         g = self.graph
@@ -121,24 +115,27 @@ class DagSpec:
 def load_dag(path: str | Path) -> DagSpec:
     """Read, parse and validate a DAG file; raise DagError naming the file, node and problem."""
     path = str(path)
+    file = Path(path)
     try:
-        text = Path(path).read_text()
+        if not file.is_file():
+            raise DagError(f"{path}: no such DAG file" if not file.exists() else f"{path}: not a regular file; a DAG file is YAML text")
+        if file.stat().st_size > MAX_BYTES:
+            raise DagError(f"{path}: the file is larger than {MAX_BYTES:,} bytes; DAG files must be smaller")
+        raw = file.read_bytes()
     except OSError as e:
         raise DagError(f"{path}: cannot read the DAG file ({e.strerror})") from None
-    return parse_dag(text, path)
+    return parse_dag(raw, path)
 
 
-def parse_dag(text: str, path: str = "<dag>") -> DagSpec:
+def parse_dag(text: str | bytes, path: str = "<dag>") -> DagSpec:
     """Parse DAG text (see the module docstring) into a validated DagSpec."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
-        raise DagError(f"{where}: malformed YAML: {getattr(e, 'problem', None) or e}") from None
+    data, root = read_yaml(text, path)
+    text = text.decode("utf-8-sig", errors="replace") if isinstance(text, bytes) else text
     if not isinstance(data, dict) or not isinstance(data.get("nodes"), dict) or not data["nodes"]:
         raise DagError(f"{path}: a DAG file needs a top-level 'nodes:' mapping of node name to declaration")
+    unknown = [str(k) for k in data if k not in TOP_KEYS]
+    if unknown:
+        raise DagError(f"{path}:{_key_lines(root).get(unknown[0], 0)}: unknown top-level key(s) {unknown}; valid: {', '.join(TOP_KEYS)}")
     lines = _node_lines(root)
     nodes = {}
     for name, decl in data["nodes"].items():
@@ -151,7 +148,25 @@ def parse_dag(text: str, path: str = "<dag>") -> DagSpec:
         order=order,
         path=path,
         text=text,
+        world=_world(data.get("world", DEFAULT_WORLD), path, _key_lines(root).get("world", 0)),
     )
+
+
+def _world(spec: Any, path: str, line: int) -> WorldSpec:
+    """``world: NAME`` or ``world: {NAME: options}``."""
+    if isinstance(spec, str) and spec:
+        return WorldSpec(spec, None, line)
+    if isinstance(spec, dict) and len(spec) == 1 and isinstance(next(iter(spec)), str):
+        name, options = next(iter(spec.items()))
+        return WorldSpec(name, options, line)
+    raise DagError(f"{path}:{line}: world must name a registered world (world: dsprites) or give one with options (world: {{files: data.npz}}), got {spec!r}")
+
+
+def _key_lines(root) -> dict[str, int]:
+    """Line of each top-level key, for error messages."""
+    if not isinstance(root, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _ in root.value if isinstance(k, yaml.ScalarNode)}
 
 
 def _node_lines(root) -> dict[str, int]:
@@ -179,40 +194,11 @@ def _node(name: str, decl: Any, path: str, line: int) -> NodeSpec:
     params = decl.get("params") or {}
     if not isinstance(params, dict):
         raise DagError(f"{where}: 'params' must be a mapping of parameter name to value")
-    return NodeSpec(name, decl["mechanism"], tuple(parents), _domain(decl.get("domain"), where), params, line)
-
-
-def _domain(spec: Any, where: str) -> Domain:
-    valid = "a list of names, {linspace: [start, stop, count]} or {image: [height, width]}"
-    if isinstance(spec, list) and spec and all(isinstance(v, str) for v in spec):
-        if len(set(spec)) != len(spec):
-            raise DagError(f"{where}: domain names must be distinct: {spec}")
-        return Domain("categorical", tuple(spec))
-    if isinstance(spec, dict) and len(spec) == 1 and "linspace" in spec:
-        args = spec["linspace"]
-        if isinstance(args, list) and len(args) == 3 and isinstance(args[2], int) and args[2] >= 2:
-            lo, hi = number(args[0], where), number(args[1], where)
-            if hi > lo:
-                step = (hi - lo) / (args[2] - 1)
-                return Domain("grid", tuple(lo + i * step for i in range(args[2])))
-        raise DagError(f"{where}: linspace needs [start, stop, count] with stop > start and an integer count >= 2, got {args}")
-    if isinstance(spec, dict) and len(spec) == 1 and "image" in spec:
-        hw = spec["image"]
-        if isinstance(hw, list) and len(hw) == 2 and all(isinstance(v, int) and v > 0 for v in hw):
-            return Domain("image", (), tuple(hw))
-        raise DagError(f"{where}: image needs [height, width] as positive integers, got {hw}")
-    hint = " (YAML reads yes/no/on/off as booleans: quote such names)" if "False" in repr(spec) or "True" in repr(spec) else ""
-    raise DagError(f"{where}: domain must be {valid}, got {spec!r}{hint}")
-
-
-def number(value: Any, where: str) -> float:
-    """A YAML number, also accepting 'pi', '2pi' and '2*pi'."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    m = _PI.match(str(value))
-    if m:
-        return float(m.group(1) or 1) * math.pi
-    raise DagError(f"{where}: expected a number, got {value!r}")
+    try:
+        domain = domains.parse(decl.get("domain"), lambda v: number(v, where))
+    except DomainError as e:
+        raise DagError(f"{where}: {e}") from None
+    return NodeSpec(name, decl["mechanism"], tuple(parents), domain, params, line)
 
 
 def _check_graph(nodes: dict[str, NodeSpec], path: str) -> tuple[str, ...]:

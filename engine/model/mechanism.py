@@ -4,8 +4,9 @@ A mechanism is the structural assignment of one node, ``value = f(parents, U)``,
 exogenous noise ``U`` drawn independently of everything else. It knows its own node only
 (never the DAG, the query or the data set) and works on batches:
 
-- label values are ``long`` tensors of class indices into the node's domain, shape ``(N,)``;
-- image values are float tensors in {0, 1} of shape ``(N, H, W)``;
+- values are batched tensors in the form the node's Domain encodes (``engine.model.domains``):
+  ``long`` class indices for names and grids, ``float64`` numbers for real nodes, shape ``(N,)``;
+  images are float tensors of shape ``(N, H, W)`` (0/1, or gray levels 0..255);
 - ``parents`` is always a dict keyed by parent name (never by position).
 
 A subclass implements:
@@ -32,7 +33,8 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution
 
-from engine.model.dag import Domain, NodeSpec
+from engine.model.dag import NodeSpec
+from engine.model.domains import Domain
 from engine.errors import DagError
 
 

@@ -22,7 +22,7 @@ def draw(dag: DagSpec, path: str | Path) -> Path:
     position = nx.multipartite_layout(graph, subset_key="layer")
     figure, axes = plt.subplots(figsize=(2.2 * (max(graph.nodes[n]["layer"] for n in graph) + 1) + 1, 4))
     labels = {n: f"{n}\n{dag.nodes[n].mechanism}" for n in graph}
-    colors = ["#f4d6a0" if dag.nodes[n].domain.kind == "image" else "#b9d3ee" for n in graph]
+    colors = ["#f4d6a0" if dag.nodes[n].domain.is_image else "#b9d3ee" for n in graph]
     nx.draw_networkx_edges(graph, position, ax=axes, arrows=True, arrowsize=16, node_size=3200, edge_color="#555555")
     nx.draw_networkx_nodes(graph, position, ax=axes, node_size=3200, node_color=colors, edgecolors="#333333")
     nx.draw_networkx_labels(graph, position, labels=labels, ax=axes, font_size=8)

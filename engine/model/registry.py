@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from engine.errors import DagError
 
 ENTRY_POINT_GROUP = "causal_query.mechanisms"
-BUILTIN_PLUGINS = ("plugins.categorical", "plugins.discretized_normal", "plugins.vae_decoder", "plugins.learned")
+BUILTIN_PLUGINS = ("plugins.categorical", "plugins.discretized_normal", "plugins.vae_decoder", "plugins.learned", "plugins.pendulum", "plugins.continuous")
 
 MECHANISMS: dict[str, type] = {}
 _loaded = False

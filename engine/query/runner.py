@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from engine.worlds.dsprites import data
-from engine.worlds.dsprites import render as dsprites
 from engine.causal import inference
 from engine.lang import nodes as ast
+from engine.model.domains import DomainError
+from engine.worlds.world import build_world
 from engine.model.scm import SCM
 
 
@@ -55,10 +55,11 @@ class _Unit:
 class Runner:
     """Answers the statements of one program with one model."""
 
-    def __init__(self, scm: SCM, program: ast.Program, *, npz: str | None = None, oracles=None, device="cpu"):
-        self.scm, self.program, self.npz, self.oracles, self.device = scm, program, npz, oracles, device
+    def __init__(self, scm: SCM, program: ast.Program, *, world=None, oracles=None, device="cpu"):
+        self.scm, self.program, self.oracles, self.device = scm, program, oracles, device
+        self.world = world if world is not None else build_world(scm.dag)
         self.dag = scm.dag
-        self.images = [n for n in scm.order if self.dag.nodes[n].domain.kind == "image"]
+        self.images = [n for n in scm.order if self.dag.nodes[n].domain.is_image]
         self.units: dict[str, _Unit] = {}
 
     @torch.no_grad()
@@ -113,18 +114,17 @@ class Runner:
         labels = {k: v.cpu() for k, v in draw.values.items() if k not in self.images}
         out = []
         for j in range(n):
-            shown = {k: self._show(k, int(v[j])) for k, v in labels.items()}
+            shown = {k: self._show(k, v[j]) for k, v in labels.items()}
             image = draw.values[self.images[0]][j].cpu().numpy() if self.images else None
             mean = draw.means[self.images[0]][j].cpu().numpy() if self.images and self.images[0] in draw.means else None
             out.append(Sample(shown, image, mean))
         return out
 
-    def _show(self, node: str, index: int):
-        value = self.dag.nodes[node].domain.values[index]
-        return value if isinstance(value, str) else round(float(value), 6)
+    def _show(self, node: str, encoded):
+        return self.dag.nodes[node].domain.decode(encoded)
 
     def _tensors(self, values: dict[str, tuple[int, Any]]) -> dict[str, torch.Tensor]:
-        return {k: torch.tensor(v[0], device=self.device) for k, v in values.items()}
+        return {k: torch.tensor(v[0], dtype=self.dag.nodes[k].domain.dtype, device=self.device) for k, v in values.items()}
 
     def _values(self, items: tuple[ast.Assignment, ...], role: str) -> dict[str, tuple[int, Any]]:
         """Resolve name=value items to (class index, value shown in answers)."""
@@ -134,24 +134,20 @@ class Runner:
             out[item.name] = (index, self._show(item.name, index))
         return out
 
-    def _index(self, item: ast.Assignment, role: str) -> int:
-        labels = [n for n in self.dag.order if self.dag.nodes[n].domain.kind != "image"]
+    def _index(self, item: ast.Assignment, role: str):
+        """The encoded value of ``name=value`` (the node's Domain converts it)."""
+        labels = self.dag.labels
         if item.name not in self.dag.nodes:
             raise self.program.error(item, f"'{item.name}' is not a node of the DAG '{self.dag.name}'; label nodes: {', '.join(labels)}")
         domain = self.dag.nodes[item.name].domain
-        if domain.kind == "image":
+        if domain.is_image:
             raise self.program.error(item, f"'{item.name}' is the image: it cannot be set by {role}; use {', '.join(labels)}")
-        if domain.kind == "categorical":
-            if item.value.value not in domain.values:
-                raise self.program.error(item, f"'{item.value}' is not a value of '{item.name}'; valid: {', '.join(domain.values)}")
-            return domain.index(item.value.value)
-        if item.value.is_name:
+        if item.value.is_name and domain.is_numeric:
             raise self.program.error(item, f"'{item.name}' takes a number in its {domain.describe()}, not '{item.value}'")
-        number = item.value.number()
-        step = (domain.values[-1] - domain.values[0]) / (domain.size - 1)
-        if not domain.values[0] - step / 2 <= number <= domain.values[-1] + step / 2:
-            raise self.program.error(item, f"{item.name}={item.value} is outside the domain of '{item.name}' ({domain.describe()})")
-        return domain.index(number)
+        try:
+            return domain.encode(item.value.value, item.value.unit)
+        except DomainError as e:
+            raise self.program.error(item, f"{item.name}={item.value}: {e}") from None
 
     def _unit(self, unit) -> _Unit:
         if isinstance(unit, ast.VarRef):
@@ -159,15 +155,24 @@ class Runner:
                 defined = ", ".join(self.units) or "none yet"
                 raise self.program.error(unit, f"unknown variable '{unit.name}'; bound so far: {defined}")
             return self.units[unit.name]
-        if isinstance(unit, ast.DspritesUnit):
-            if not 0 <= unit.index < dsprites.N_IMAGES:
-                raise self.program.error(unit, f"dsprites[{unit.index}]: the index must be in 0..{dsprites.N_IMAGES - 1}")
-            classes = dsprites.factors(np.array([unit.index]))
-            labels = {n: int(classes[n][0]) for n in self.dag.labels}
-            image = data.images(np.array([unit.index]), self.npz)[0] if self.images else None
-            evidence = {"unit": f"dsprites[{unit.index}]"} | {n: self._show(n, i) for n, i in labels.items()}
-            return self._make(labels, image, evidence)
+        if isinstance(unit, ast.IndexUnit):
+            return self._indexed(unit)
+        if isinstance(unit, ast.Selection):
+            raise self.program.error(unit, f"{unit.world}[...] selects a population; a statement over one unit needs {unit.world}[INDEX]")
         return self._png(unit)
+
+    def _indexed(self, unit) -> _Unit:
+        """``NAME[i]`` (NAME the DAG's world) or ``data[i]``: unit i of the world, its labels and image."""
+        world = self.world
+        if unit.world not in (world.name, "data"):
+            raise self.program.error(unit, f"'{unit.world}' is not this DAG's world; write {world.name}[INDEX] or data[INDEX]")
+        if not 0 <= unit.index < len(world):
+            raise self.program.error(unit, f"{unit.world}[{unit.index}]: the index must be in 0..{len(world) - 1:,} (the {world.name} world has {len(world):,} units)")
+        units = world.units(np.array([unit.index]))
+        labels = {n: units.labels[n][0].item() for n in self.dag.labels}
+        image = world.images(units)[0] if self.images else None
+        evidence = {"unit": f"{unit.world}[{unit.index}]"} | {n: self._show(n, v) for n, v in labels.items()}
+        return self._make(labels, image, evidence)
 
     def _png(self, unit: ast.PngUnit) -> _Unit:
         labels = {item.name: self._index(item, "a label") for item in unit.labels}
@@ -201,7 +206,7 @@ class Runner:
         return (array > 127).astype(np.uint8)
 
     def _make(self, labels: dict[str, int], image: np.ndarray, evidence) -> _Unit:
-        values = {n: torch.tensor([i], device=self.device) for n, i in labels.items()}
+        values = {n: torch.tensor([i], dtype=self.dag.nodes[n].domain.dtype, device=self.device) for n, i in labels.items()}
         for name in self.images:
             values[name] = torch.as_tensor(image, dtype=torch.float32, device=self.device)[None]
         return _Unit(values, evidence)

@@ -13,7 +13,7 @@ from engine.lang.nodes import (
     Assignment,
     Bind,
     Counterfactual,
-    DspritesUnit,
+    IndexUnit,
     Interventional,
     Observational,
     PngUnit,
@@ -41,7 +41,7 @@ def num(n: str, v: float, line: int, column: int, unit: str | None = None) -> As
 
 
 def test_bind_dsprites():
-    assert one("img = dsprites[245760]") == Bind("img", DspritesUnit(245760, 1, 7), 1, 1, "img = dsprites[245760]")
+    assert one("img = dsprites[245760]") == Bind("img", IndexUnit("dsprites", 245760, 1, 7), 1, 1, "img = dsprites[245760]")
 
 
 def test_bind_png_with_labels():
@@ -77,7 +77,7 @@ def test_counterfactual_several_interventions_and_samples():
 
 
 def test_counterfactual_on_an_inline_unit():
-    assert one("given dsprites[1234], do(shape=heart)").unit == DspritesUnit(1234, 1, 7)
+    assert one("given dsprites[1234], do(shape=heart)").unit == IndexUnit("dsprites", 1234, 1, 7)
     s = one('given png("a.png", shape=heart), do(scale=0.5) samples 2')
     assert s.unit == PngUnit("a.png", (name("shape", "heart", 1, 20),), 1, 7)
     assert s.interventions == (num("scale", 0.5, 1, 37),) and s.samples == 2
@@ -201,7 +201,7 @@ SYNTAX = [
     ("given img, do(shape=square, x=0.5 samples 3", 1, 35, "missing ')': do(...) is not closed"),
     ('pic = png("a.png", shape=heart', 1, 31, "missing ')': png(...) is not closed"),
     ('pic = png("a.png"', 1, 18, "missing ')': png(...) is not closed"),
-    ("img = dsprites[3", 1, 17, "missing ']' after the dsprites index"),
+    ("img = dsprites[3", 1, 17, "missing ']': dsprites[...] is not closed"),
     # a stray token inside a list
     ("given img, do(shape=square x=0.5)", 1, 28, "expected ',' or ')' after an intervention (name=value)"),
     ('pic = png("a.png", shape=heart scale=1)', 1, 32, "expected ',' or ')' after a label (name=value)"),
@@ -219,33 +219,32 @@ SYNTAX = [
     # '=' without a value
     ("do(shape=)", 1, 10, "'=' needs a value"),
     ("given img, do(shape=, x=1)", 1, 21, "'=' needs a value"),
-    ("img =", 1, 6, "expected a unit after '='"),
+    ("img =", 1, 6, "expected a unit: world[index] (dsprites[3])"),
     # a unit without given
     ("dsprites[3]", 1, 1, "a unit on its own is not a statement"),
     ('png("a.png"), do(x=1)', 1, 1, "a unit on its own is not a statement"),
-    ("img, do(shape=square)", 1, 1, "a statement starts with 'given', 'do(' or 'name ='"),
+    ("img, do(shape=square)", 1, 1, "a statement starts with 'given', 'do(', 'name =' or a query"),
     # misspelt keywords
     ("giv img, do(shape=square)", 1, 1, "(did you mean 'given' instead of 'giv'?)"),
     ("dp(shape=heart)", 1, 1, "(did you mean 'do' instead of 'dp'?)"),
     ("do(shape=heart) sample 8", 1, 17, "(did you mean 'samples' instead of 'sample'?)"),
-    ("img = dsprite[3]", 1, 7, "(did you mean 'dsprites' instead of 'dsprite'?)"),
-    ("img = pgn('a.png')", 1, 7, "(did you mean 'png' instead of 'pgn'?)"),
+    ("img = pgn('a.png')", 1, 10, "(did you mean 'png' instead of 'pgn'?)"),
     # unterminated string
     ('pic = png("queries/heart.png)', 1, 11, 'unterminated string: add the closing "'),
     ("pic = png('queries/heart.png, shape=heart)", 1, 11, "unterminated string: add the closing '"),
     # index not an integer
-    ("img = dsprites[x]", 1, 16, "expected a whole-number index inside dsprites[...]"),
-    ("img = dsprites[]", 1, 16, "expected a whole-number index inside dsprites[...]"),
+    ("img = dsprites[x]", 1, 17, "a condition compares a label with a value"),
+    ("img = dsprites[]", 1, 16, "expected an index (dsprites[3]), a slice (dsprites[0:100]) or conditions"),
     # stray tokens and characters
     ("do(shape=heart) )", 1, 17, "unexpected ')' after a complete statement"),
     ("do(x=1) samples 3 4", 1, 19, "unexpected number '4' after a complete statement"),
     ("do(x=1) do(x=2)", 1, 9, "put the next statement on a new line or after ';'"),
-    ("do(x=@)", 1, 6, "unexpected character '@'; expected a name or a number"),
+    ("do(x=$)", 1, 6, "unexpected character '$'; expected a name or a number"),
     ("do(orientation=90degrees)", 1, 16, "'90degrees' is not a number"),
-    ("3", 1, 1, "a statement starts with 'given', 'do(' or 'name =', not with number '3'"),
+    (")", 1, 1, "a statement starts with 'given', 'do(', 'name =' or a query (P(...), E[...]), not with ')'"),
     ("given img, do x=1)", 1, 15, "expected '(' after 'do'"),
     ('img = png "a.png"', 1, 11, "expected '(' after 'png'"),
-    ("given dsprites 3", 1, 16, "expected '[' after 'dsprites'"),
+    ("given dsprites 3", 1, 16, "after 'given dsprites' expected '=' for evidence"),
 ]
 
 
@@ -266,12 +265,12 @@ def test_the_example_caret_matches_the_documentation():
 
 
 LOCAL = [
-    ("do(shape=heart) samples 0", 1, 25, "samples must be a whole number (1 or more), got '0'"),
-    ("given img, do(x=1) samples -3", 1, 28, "samples must be a whole number (1 or more), got '-3'"),
-    ("given shape=heart samples 2.5", 1, 27, "samples must be a whole number (1 or more), got '2.5'"),
-    ("img = dsprites[1.5]", 1, 16, "the dsprites index must be a whole number (0 or more), got '1.5'"),
-    ("img = dsprites[-1]", 1, 16, "the dsprites index must be a whole number (0 or more), got '-1'"),
-    ("img = dsprites[3deg]", 1, 16, "the dsprites index must be a whole number (0 or more), got '3deg'"),
+    ("do(shape=heart) samples 0", 1, 25, "samples must be a whole number from 1 to 1000 written in digits, got '0'"),
+    ("given img, do(x=1) samples -3", 1, 28, "samples must be a whole number from 1 to 1000 written in digits, got '-3'"),
+    ("given shape=heart samples 2.5", 1, 27, "samples must be a whole number from 1 to 1000 written in digits, got '2.5'"),
+    ("img = dsprites[1.5]", 1, 16, "the dsprites index must be a whole number (0 or more) written in digits, got '1.5'"),
+    ("img = dsprites[-1]", 1, 16, "the dsprites index must be a whole number (0 or more) written in digits, got '-1'"),
+    ("img = dsprites[3deg]", 1, 16, "the dsprites index must be a whole number (0 or more) written in digits, got '3deg'"),
     ("do(shape=heart, x=1, shape=square)", 1, 22, "'shape' is set twice in do(...)"),
     ("given shape=heart, shape=square", 1, 20, "'shape' is set twice in the evidence"),
     ('p = png("a.png", x=1, x=2)', 1, 23, "'x' is set twice in the png(...) labels"),
@@ -322,10 +321,19 @@ given pic, do(orientation=0.5pi, shape=square,) samples 8; given dsprites[1234],
 """
 
 
+NUMERIC = """\
+hearts = dsprites[shape=heart, scale>=0.5]; first = pendulum[0:100]
+P(y > 0.5, scale=1.0 | do(scale=1.0), shape=heart) draws 100
+E[area(img@do(scale=1.0)) - area(img) | u] - 2 * P(y@do(x=1) != y | hearts)
+PNS(y > 0.5, do(shape=heart), do(shape=square) | first)
+"""
+
+
 def test_no_lark_exception_escapes_from_a_prefix_or_a_deletion():
     # Every prefix of a valid program, and the program with any one character deleted.
-    texts = [t[:end] for t in (PROGRAM, MORE) for end in range(len(t) + 1)]
-    texts += [t[:i] + t[i + 1 :] for t in (PROGRAM, MORE) for i in range(len(t))]
+    programs = (PROGRAM, MORE, NUMERIC)
+    texts = [t[:end] for t in programs for end in range(len(t) + 1)]
+    texts += [t[:i] + t[i + 1 :] for t in programs for i in range(len(t))]
     for text in texts:
         try:
             assert isinstance(parse(text), Program)
@@ -344,3 +352,13 @@ def test_keywords_are_the_grammars():
 def test_nodes_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         one("do(x=1)").samples = 2
+
+
+def test_the_documented_examples_parse():
+    import engine.lang
+
+    examples = [line.split("#")[0].strip() for line in engine.lang.__doc__.split("\n") if line.startswith("    ")]
+    examples = [e for e in examples if e and not e.startswith((">>>", "Value("))]
+    assert len(examples) > 15
+    for example in examples:
+        parse(example)

@@ -13,7 +13,8 @@ import cli
 from engine.learn import checkpoint
 from engine.errors import CheckpointError, CqError
 from engine.learn.svi import SVI
-from engine.learn.train import TrainConfig, pick_device, train
+from engine.device import pick_device
+from engine.learn.train import TrainConfig, train
 from tests.conftest import ROOT
 
 TINY = {"angles": ["orientation"], "translate": ["x", "y"], "hidden": [16], "latent_dim": 2, "encoder_hidden": 16}

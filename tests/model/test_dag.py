@@ -42,8 +42,8 @@ def test_domains_and_snapping():
     assert dag.order == ("a", "b")
     b = dag.nodes["b"].domain
     assert b.values == (0.0, 0.5, 1.0)
-    assert b.index(0.7) == 1 and b.index(0.8) == 2
-    assert dag.nodes["a"].domain.index("hi") == 1
+    assert b.snap(0.7) == 1 and b.snap(0.8) == 2 and b.encode(0.7) == 1
+    assert dag.nodes["a"].domain.encode("hi") == 1
     assert dag.nodes["b"].line == 8
 
 
@@ -89,7 +89,7 @@ def test_malformed_yaml_has_line_and_column(write_dag):
 
 
 def test_missing_file_and_missing_nodes(write_dag, tmp_path):
-    with pytest.raises(DagError, match="cannot read"):
+    with pytest.raises(DagError, match="no such DAG file"):
         load_dag(tmp_path / "absent.yaml")
     with pytest.raises(DagError, match="top-level 'nodes:'"):
         load_dag(write_dag("name: empty\n"))

@@ -179,14 +179,14 @@ def test_cuda_places_everything_on_the_gpu():
         ("{translate: [x, y], depth: 3}", r"unknown parameter\(s\) \['depth'\].*valid: .*latent_dim"),
         ("{translate: [x, y], decoder: unet}", "decoder must be one of affine, mlp, conv"),
         ("{translate: [x, z]}", "translate: 'z' is not a parent; parents are shape, turn, x, y"),
-        ("{translate: [shape, y]}", "translate: 'shape' must have a numeric grid domain"),
+        ("{translate: [shape, y]}", "translate: 'shape' must have a numeric domain"),
         ("{}", r"affine decoder needs translate: \[horizontal, vertical\]"),
         ("{decoder: mlp, translate: [x, y]}", "translate is a parameter of the affine decoder only"),
         ("{translate: [x, y], hidden: [16, -2]}", "hidden must be a list of positive layer widths"),
         ("{translate: [x, y], latent_dim: 0}", "latent_dim must be a positive integer"),
         ("{translate: [x, y], angles: turn}", "angles must be a list of parent names"),
         ("{translate: [x, y], canvas: 8, pool: 3}", "pool must divide the image sides"),
-        ("{translate: [x, y]}", r"canvas \(32\) must fit in the image 16x16"),
+        ("{translate: [x, y]}", r"canvas \(32\) must fit in the binary image 16x16"),
     ],
 )
 def test_params_are_validated_with_the_node_named(params, message):
@@ -199,3 +199,163 @@ def test_image_domain_is_required():
     dag = parse_dag("nodes:\n  a: {mechanism: vae_decoder, domain: [p, q]}\n", "bad.yaml")
     with pytest.raises(DagError, match="bad.yaml:2: node 'a': vae_decoder needs an image domain"):
         build_scm(dag)
+
+
+# ---- gray images ------------------------------------------------------------------------------
+# light ──► img        (gray 16x16: levels 0..255, discretised normal pixels)
+
+from engine.causal.inference import counterfactual
+from engine.learn.svi import SVI as EngineSVI
+from plugins.gray_image import GrayImage, gray_assign
+
+
+def gray_dag(params: str = "{decoder: mlp, hidden: [16], latent_dim: 2, encoder_hidden: 8, pool: 4}"):
+    return parse_dag(textwrap.dedent(f"""
+        name: gray
+        nodes:
+          light: {{mechanism: categorical, domain: {{linspace: [0, 1, 5]}}, params: {{probs: [0.2, 0.2, 0.2, 0.2, 0.2]}}}}
+          img:
+            mechanism: vae_decoder
+            parents: [light]
+            domain: {{image: [16, 16], pixels: gray}}
+            params: {params}
+    """), "gray.yaml")
+
+
+@pytest.fixture
+def gray():
+    pyro.set_rng_seed(0)
+    return build_scm(gray_dag())
+
+
+def bits(x):
+    return x.contiguous().view(torch.int32)
+
+
+def test_gray_noise_sites_and_drawn_levels(gray):
+    trace = poutine.trace(gray).get_trace(5)
+    assert trace.nodes["U_img_z"]["value"].shape == (5, 2)
+    pix = trace.nodes["U_img_pix"]
+    assert pix["value"].shape == (5, 16, 16) and pix["fn"].event_dim == 2
+    assert isinstance(pix["fn"].base_dist, pyro.distributions.Normal)  # U_pix ~ N(0, 1)
+    img = trace.nodes["img"]["value"]
+    assert img.dtype == torch.float32 and torch.equal(img, img.round()) and img.min() >= 0 and img.max() <= 255
+    m = gray.mechanisms["img"]
+    mu = m.loc(gray.parents("img", trace.nodes["_RETURN"]["value"]), trace.nodes["U_img_z"]["value"])
+    assert torch.equal(img, gray_assign(mu, m.scale(), pix["value"]))
+
+
+@pytest.mark.parametrize("bias", [0.0, 40.0, -40.0])
+def test_gray_null_intervention_reproduces_the_image_bit_for_bit(gray, bias):
+    """assign(parents, abduct(image, parents)) == image, also where mu sits at 0 or 255, far from the pixel."""
+    m = gray.mechanisms["img"]
+    with torch.no_grad():
+        m.decoder[-1].bias.add_(bias)  # +-40: mu = 255 or 0 everywhere
+        m.scale.log_excess.fill_(-30.0)  # sigma at its floor 0.5: a foreign level is up to 510 sigmas out
+        values = gray(200)
+        parents = gray.parents("img", values)
+        foreign = torch.randint(0, 256, (200, 16, 16)).float()
+        foreign[:, 0, :2] = torch.tensor([0.0, 255.0])
+        for image in (values["img"], foreign):
+            for deterministic in (False, True):
+                noise = m.abduct(image, parents, deterministic=deterministic)
+                assert torch.isfinite(noise["U_img_pix"]).all()
+                assert torch.equal(bits(m.assign(parents, noise)), bits(image))
+
+
+def test_gray_counterfactual_under_a_null_intervention_returns_the_image(gray):
+    with torch.no_grad():
+        factual = gray(64)
+        for interventions in ({}, {"light": factual["light"]}):
+            draw = counterfactual(gray, factual, interventions, means=True)
+            assert torch.equal(bits(draw.values["img"]), bits(factual["img"]))
+            assert draw.means["img"].shape == (64, 16, 16) and 0 <= draw.means["img"].min() and draw.means["img"].max() <= 1
+
+
+def test_gray_maps_are_mu_over_255_and_the_encoder_reads_image_over_255(gray):
+    m = gray.mechanisms["img"]
+    with torch.no_grad():
+        values = gray(4)
+        parents = gray.parents("img", values)
+        z = torch.randn(4, 2)
+        mu = m.loc(parents, z)
+        torch.testing.assert_close(mu, 255 * torch.sigmoid(m.logits(parents, z)))
+        assert torch.equal(m.probs(parents, z), mu / 255)
+        assert torch.equal(m.mean(parents, {"U_img_z": z, "U_img_pix": torch.randn(4, 16, 16)}), mu / 255)
+        image = values["img"]
+        pooled = F.avg_pool2d(image[:, None] / 255, 4).flatten(1)
+        out = m.encoder(torch.cat([pooled, m.encode(parents, m.parents, 4)], 1))
+        assert torch.equal(m.posterior(image, parents)[0], out.chunk(2, 1)[0])
+
+
+def test_gray_svi_lowers_the_loss_and_learns_sigma(gray):
+    """A few SVI steps on images whose brightness follows light: the ELBO loss falls, sigma moves."""
+    m = gray.mechanisms["img"]
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        light = gray(64)["light"]
+    parents = {"light": light}
+    level = 40 + 180 * m.values_light[light]  # 40 (dark) .. 220 (bright)
+    image = (level[:, None, None] + 3 * torch.randn(64, 16, 16)).round().clamp(0, 255)
+    image[:, :4, :4] = 0.0  # a dark corner in every picture
+    svi = EngineSVI({"img": (m.model, m.guide)}, lr=1e-2)
+    losses = [svi.step({"img": (image, parents)}) for _ in range(40)]
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    assert m.scale().item() != pytest.approx(16.0) and "img_scale$$$log_excess" in pyro.get_param_store()
+    trace = poutine.trace(m.model).get_trace(image, parents)
+    assert isinstance(trace.nodes["img"]["fn"], GrayImage) and trace.nodes["img"]["is_observed"]
+
+
+@pytest.mark.parametrize("params", [
+    "{decoder: conv, hidden: [16], channels: 8, latent_dim: 2, encoder_hidden: 8}",
+    "{decoder: affine, translate: [light, light], hidden: [16], canvas: 8, latent_dim: 2, encoder_hidden: 8}",
+])
+def test_gray_conv_and_affine_decoders_draw_and_reconstruct(params):
+    scm = build_scm(gray_dag(params))
+    m = scm.mechanisms["img"]
+    with torch.no_grad():
+        values = scm(16)
+        parents = scm.parents("img", values)
+        noise = m.abduct(values["img"], parents)
+        assert torch.equal(bits(m.assign(parents, noise)), bits(values["img"]))
+        if m.config["decoder"] == "affine":  # the sprite sits on a background of level 0
+            mu = m.loc(parents, noise["U_img_z"])
+            assert (mu < 1e-6).float().mean() >= 1 - 64 / 256 and mu.max() <= 255
+
+
+def test_binary_images_keep_their_parameters_and_config():
+    binary = build_scm(tiny_dag()).mechanisms["img"]
+    gray_m = build_scm(gray_dag()).mechanisms["img"]
+    assert not any(k.startswith("scale") for k in binary.state_dict()) and "sigma" not in binary.config
+    assert "scale.log_excess" in gray_m.state_dict() and gray_m.config["sigma"] == 16.0 and gray_m.config["sigma_min"] == 0.5
+    assert gray_m.scale().item() == pytest.approx(16.0)
+
+
+@pytest.mark.parametrize(
+    "dag, message",
+    [
+        (lambda: tiny_dag("{translate: [x, y], canvas: 8, sigma: 4}"), r"sigma: parameters of gray images only .*pixels: gray.*binary image 16x16"),
+        (lambda: gray_dag("{decoder: mlp, sigma: 0.3}"), r"sigma \(0.3\) must be above sigma_min \(0.5\)"),
+        (lambda: gray_dag("{decoder: mlp, sigma_min: -1}"), "sigma_min must be a positive number of gray levels, got -1"),
+        (lambda: gray_dag("{decoder: mlp, sigma: wide}"), "sigma must be a positive number of gray levels, got 'wide'"),
+        (lambda: gray_dag("{decoder: mlp, sigma: 4, sigma_max: 9}"), r"unknown parameter\(s\) \['sigma_max'\].*sigma_min"),
+    ],
+)
+def test_gray_params_are_validated_with_the_node_named(dag, message):
+    with pytest.raises(DagError, match=message) as error:
+        build_scm(dag())
+    assert "node 'img'" in str(error.value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_gray_cuda_reconstructs_bit_for_bit():
+    scm = build_scm(gray_dag()).to("cuda")
+    m = scm.mechanisms["img"]
+    with torch.no_grad():
+        values = scm(64)
+        parents = scm.parents("img", values)
+        foreign = torch.randint(0, 256, (64, 16, 16), device="cuda").float()
+        for image in (values["img"], foreign):
+            noise = m.abduct(image, parents)
+            assert noise["U_img_pix"].is_cuda and torch.equal(bits(m.assign(parents, noise)), bits(image))

@@ -52,7 +52,7 @@ def check_world(dag: DagSpec) -> None:
         if name not in dsprites.FACTORS or name == "color":
             raise DagError(f"{dag.where(name)}: '{name}' is not a dSprites factor; label nodes must be among shape, scale, orientation, x, y")
         domain, truth = dag.nodes[name].domain, dsprites.VALUES[name]
-        if domain.kind == "categorical":
+        if domain.kind == "names":
             ok = domain.values == tuple(dsprites.SHAPES) if name == "shape" else False
         else:
             ok = domain.size == len(truth) and np.allclose(domain.values, truth, atol=1e-6)

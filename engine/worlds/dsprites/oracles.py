@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from engine.learn import checkpoint
 from engine.worlds.dsprites import render as dsprites
 from engine.errors import CheckpointError
-from engine.learn.train import pick_device
+from engine.device import pick_device
+from engine.files import read_marked, write_atomic
 
 FORMAT = "causal-query-oracles"
 VERSION = 1
@@ -280,8 +280,8 @@ def unpack(packed: torch.Tensor) -> torch.Tensor:
 def save_oracles(oracles: Oracles, run_dir: str | Path, **record) -> Path:
     """Write run_dir/oracles.pt atomically: weights, config, metrics and any ``record`` entries."""
     state = {k: v.cpu() for k, v in oracles.state_dict().items()}
-    return checkpoint.save_checkpoint({"format": FORMAT, "version": VERSION, "config": asdict(oracles.config), "state_dict": state,
-                            "metrics": oracles.metrics, **record}, Path(run_dir) / FILENAME)
+    record = {"format": FORMAT, "version": VERSION, "config": asdict(oracles.config), "state_dict": state, "metrics": oracles.metrics, **record}
+    return write_atomic(Path(run_dir) / FILENAME, lambda f: torch.save(record, f))
 
 
 def load_oracles(run_dir: str | Path) -> Oracles | None:
@@ -289,12 +289,12 @@ def load_oracles(run_dir: str | Path) -> Oracles | None:
     path = Path(run_dir)
     if path.is_dir() or not path.suffix:
         path = path / FILENAME
-    elif path.name == checkpoint.FILENAME:
+    elif path.name == "model.pt":
         path = path.with_name(FILENAME)
     if not path.exists():
         return None
     retrain = f"retrain them with 'cq train-oracles --model {path.parent}'"
-    state = checkpoint.read_marked(path, FORMAT, VERSION, kind="pseudo-oracles file", hint=retrain)
+    state = read_marked(path, FORMAT, VERSION, kind="pseudo-oracles file", hint=retrain)
     known = {f.name for f in fields(OracleConfig)}
     oracles = Oracles(OracleConfig(**{k: v for k, v in state.get("config", {}).items() if k in known}))
     try:

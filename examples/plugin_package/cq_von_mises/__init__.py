@@ -34,7 +34,7 @@ class VonMises(Mechanism):
         self.check_params({"loc", "kappa"})
         if self.domain.kind != "grid":
             raise self.error("von_mises needs an angle grid domain, e.g. {linspace: [0, 2pi, 40]}")
-        if len(parents) > 1 or any(d.kind != "categorical" for d in parents.values()):
+        if len(parents) > 1 or any(d.kind != "names" for d in parents.values()):
             raise self.error("von_mises takes at most one categorical parent")
         kappa = self.param("kappa", required=True)
         if not isinstance(kappa, (int, float)) or kappa < 0:
