@@ -30,8 +30,8 @@ def installed(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.syspath_prepend(str(PACKAGE))
     registry.load_plugins()  # the built-ins first, so the copy below holds them
-    monkeypatch.setattr(registry, "_loaded", False)
-    monkeypatch.setattr(registry, "MECHANISMS", dict(registry.MECHANISMS))
+    monkeypatch.setattr(registry.MECHANISMS, "loaded", False)
+    monkeypatch.setattr(registry.MECHANISMS, "entries", dict(registry.MECHANISMS.entries))
     yield
     sys.modules.pop("cq_von_mises", None)
 

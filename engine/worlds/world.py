@@ -21,22 +21,19 @@ the same on every machine, whatever the data's order).
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 import numpy as np
 
 from engine.errors import DagError
 from engine.model.dag import DagSpec
+from engine.model.registry import Registry
 
 ENTRY_POINT_GROUP = "causal_query.worlds"
 BUILTIN_WORLDS = ("engine.worlds.dsprites", "engine.worlds.files", "plugins.pendulum")
 TEST_FRACTION = 0.1
 
-WORLDS: dict[str, type] = {}
-_loaded = False
 
 
 @dataclass(frozen=True)
@@ -140,35 +137,20 @@ class World:
         return None
 
 
+WORLDS = Registry("world", ENTRY_POINT_GROUP, BUILTIN_WORLDS)
+
+
 def register_world(name: str):
     """Class decorator: make a world available to DAG files under ``name``."""
 
     def decorate(cls):
         cls.name = name
-        WORLDS[name] = cls
-        return cls
+        return WORLDS.register(name)(cls)
 
     return decorate
 
 
-def load_worlds() -> None:
-    """Import the built-in worlds and every installed entry point (once)."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in BUILTIN_WORLDS:
-        importlib.import_module(module)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in WORLDS:
-            WORLDS[ep.name] = ep.load()
-
-
 def build_world(dag: DagSpec) -> World:
     """The world a DAG names, checked against the DAG; an unknown name lists the registered ones."""
-    load_worlds()
     spec = dag.world
-    cls = WORLDS.get(spec.name)
-    if cls is None:
-        raise DagError(f"{dag.path}:{spec.line}: unknown world '{spec.name}'; registered worlds: {', '.join(sorted(WORLDS))}")
-    return cls(dag, spec.options)
+    return WORLDS.get(spec.name, f"{dag.path}:{spec.line}")(dag, spec.options)

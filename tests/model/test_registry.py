@@ -46,8 +46,8 @@ def test_entry_point_package_adds_a_mechanism(tmp_path, monkeypatch, write_dag):
     (info / "entry_points.txt").write_text("[causal_query.mechanisms]\nconstant = constant_plugin:Constant\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry.load_plugins()  # the built-ins first, so the copy below holds them
-    monkeypatch.setattr(registry, "_loaded", False)
-    monkeypatch.setattr(registry, "MECHANISMS", dict(registry.MECHANISMS))
+    monkeypatch.setattr(registry.MECHANISMS, "loaded", False)
+    monkeypatch.setattr(registry.MECHANISMS, "entries", dict(registry.MECHANISMS.entries))
     path = write_dag(textwrap.dedent("""
         nodes:
           a: {mechanism: constant, domain: {linspace: [0, 1, 4]}, params: {index: 2}}
