@@ -16,8 +16,7 @@ from pathlib import Path
 # CPU allocation, so it is set before torch or pyro is imported; THP_MEM_ALLOC_ENABLE=0 opts out.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-import numpy as np  # noqa: E402
-
+from engine import limits  # noqa: E402
 from engine.errors import CqError  # noqa: E402
 
 DEFAULT_DAG = "dags/dsprites.yaml"
@@ -46,19 +45,26 @@ def data_resample(args) -> None:
     from engine.images import grid, save_png
     from engine.model.dag import load_dag
     from engine.worlds.dsprites import data
+    from engine.outputs import check_writable_file, prepare_output
     from engine.worlds.world import build_world
 
+    out = check_writable_file(args.out)
+    preview = out.with_suffix(".png")
+    if out.suffix.lower() == ".png":
+        raise CqError(f"{out}: the labels would be overwritten by their preview, which is written beside them as "
+                      f"{preview.name}; give the labels an .npz name, e.g. --out {out.with_suffix('.npz')}")
     dag = load_dag(args.dag)
     world = build_world(dag)
     if world.name != "dsprites":
         raise CqError(f"{args.dag}: the {world.name} world's data are its own units, not resampled; "
                       f"'cq data check --dag {args.dag}' tests them and 'cq train' trains on them")
-    labels = data.resample(dag, args.n, args.seed)
-    data.save(labels, args.out)
-    print(data.summary(labels, dag))
-    preview = Path(args.out).with_suffix(".png")
-    save_png(grid(world.images(world.units(labels.index[:64]))), preview, scale=2)
-    print(f"\nwrote {args.out} and a preview of the first 64 images at {preview}")
+    with prepare_output(out.parent, f"data resample {out.name}") as output:
+        files = output.path(out.name), output.path(preview.name)  # refused here, before the work, if either is not ours
+        labels = data.resample(dag, args.n, args.seed)
+        data.save(labels, files[0])
+        print(data.summary(labels, dag))
+        save_png(grid(world.images(world.units(labels.index[:64]))), files[1], scale=2)
+    print(f"\nwrote {out} and a preview of the first 64 images at {preview}")
 
 
 def data_check(args) -> None:
@@ -85,11 +91,33 @@ def data_check(args) -> None:
         raise CqError(f"{args.data or args.dag}: the labels are not faithful to the DAG: " + "; ".join(s.text for s in failed))
 
 
+#: the files ``cq train`` writes in its run folder
+TRAIN_FILES = ("model.pt", "report.json", "report.md", "reconstructions.png", "traversals.png")
+
+
 def train_command(args) -> None:
+    from engine.learn.checkpoint import checkpoint_path
     from engine.learn.train import TrainConfig, train
+    from engine.outputs import check_writable, prepare_output
 
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None})
-    report = train(config)
+    check_writable(config.out)
+    model = checkpoint_path(config.out)
+    if model.exists() and not (args.resume or args.force):
+        raise CqError(f"{model}: a trained model is already there; --resume continues its run, --force replaces it "
+                      f"(and may be of another DAG), or choose another --out")
+    from engine.learn import distributed
+
+    if args.nproc > 1 and not distributed.launched():  # this process becomes torchrun's launcher of N trainers
+        options = distributed.command_line(vars(args), drop=("nproc", "run", "command"))
+        return distributed.launch(args.nproc, os.path.abspath(__file__), ["train", *options])
+    if distributed.env_rank() > 0:  # under torchrun: rank 0 alone keeps the folder's manifest, writes and prints
+        train(config)
+        return
+    with prepare_output(config.out, "train", force=args.resume or args.force) as output:
+        for name in TRAIN_FILES:
+            output.path(name)
+        report = train(config)
     for name, m in report["test"].items():
         print(f"{name}: test neg ELBO {m['neg_elbo']:.2f} nats/image, IoU {m['iou']:.4f}, "
               f"pixel accuracy {m['pixel_accuracy']:.4f}, decoder {m['decoder_images_per_s']:,.0f} images/s")
@@ -99,8 +127,12 @@ def train_command(args) -> None:
 def dag_draw(args) -> None:
     from engine.model.dag import load_dag
     from engine.model.picture import draw
+    from engine.outputs import check_writable_file, prepare_output
 
-    print(f"wrote {draw(load_dag(args.file), args.out)}")
+    out = check_writable_file(args.out)
+    dag = load_dag(args.file)
+    with prepare_output(out.parent, f"dag draw {out.name}") as output:
+        print(f"wrote {draw(dag, output.path(out.name))}")
 
 
 def query_command(args) -> None:
@@ -108,44 +140,64 @@ def query_command(args) -> None:
 
     from engine.causal import inference
     from engine.query import report
-    from engine.learn.checkpoint import load_model
+    from engine.query.answers import NumericAnswer
     from engine.lang import parse_file
     from engine.query.runner import Runner
+    from engine.outputs import answer_folders, check_writable
     from engine.worlds.world import build_world
 
-    dag, scm = load_model(args.model, dag=args.dag)
+    check_writable(args.out)
+    folders = answer_folders(args.out, args.files)
+    if args.model is None and args.dag is not None:  # the DAG alone: its declared label mechanisms, no image model
+        from engine.model.dag import load_dag
+        from engine.model.scm import build_scm
+
+        dag = load_dag(args.dag)
+        scm = build_scm(dag, dag.labels, world=True)
+        oracles = None
+    else:
+        from engine.learn.checkpoint import load_model
+
+        model = args.model or "runs/dsprites"
+        dag, scm = load_model(model, dag=args.dag)
+        oracles = build_world(dag).oracles(model)
     world = build_world(dag)
-    oracles = world.oracles(args.model)
-    for path in args.files:
+    for path, out in zip(args.files, folders):
         program = parse_file(path)
-        out = Path(args.out) / Path(path).stem if len(args.files) > 1 else Path(args.out)
         inference.seed(args.seed)
         with torch.no_grad():
             answers = Runner(scm, program, world=world, oracles=oracles).run()
-        for record in report.write(answers, out):
+        for answer, record in zip(answers, report.write(answers, out)):
             if args.json:
                 print(json.dumps(record))
+            elif isinstance(answer, NumericAnswer):
+                chart = f"\n    chart {record['chart']}" if "chart" in record else ""
+                print(f"{path}:{record['line']}: {report.line(answer)}{chart}")
             else:
                 print(f"{path}:{record['line']}: {record['statement']}\n    {len(record['samples'])} {record['kind']} sample(s); panel {record.get('panel', '-')}")
 
 
 def eval_command(args) -> None:
+    import numpy as np
     import torch
 
     from engine import evaluate
-    from engine.learn.checkpoint import load_model
+    from engine.learn.checkpoint import checkpoint_path, load_model
     from engine.images import grid, save_png
+    from engine.outputs import prepare_output
     from engine.worlds.world import build_world
 
     dag, scm = load_model(args.model)
     world = build_world(dag)
     oracles = world.oracles(args.model)
-    with torch.no_grad():
-        results, evaluation = evaluate.run(scm, world, n=args.n, seed=args.seed, oracles=oracles)
-    picture = Path(args.model) / "eval_samples.png"
-    shown = evaluate.families(scm, world)[1:5]
-    rows = [evaluation.samples(f) for f in shown]
-    save_png(grid(np.concatenate([np.concatenate(r) for r in rows]), columns=8), picture, scale=2)
+    with prepare_output(checkpoint_path(args.model).parent, "eval") as output:  # the picture goes beside the model
+        picture = output.path("eval_samples.png")  # refused here, before the work, if it is not cq's
+        with torch.no_grad():
+            results, evaluation = evaluate.run(scm, world, n=args.n, seed=args.seed, oracles=oracles, out=output)
+        shown = evaluate.families(scm, world)[1:5]
+        rows = [evaluation.samples(f) for f in shown]
+        scale = 255 if dag.nodes[dag.images[0]].domain.levels() > 2 else 1  # gray levels shown as gray
+        save_png(grid(np.concatenate([np.concatenate(r) for r in rows]) / scale, columns=8), picture, scale=2)
     results["picture"] = str(picture)
     if args.json:
         print(json.dumps(results))
@@ -157,27 +209,56 @@ def eval_command(args) -> None:
 
 
 def train_oracles_command(args) -> None:
-    from engine.learn.checkpoint import read_checkpoint
-    from engine.worlds.dsprites.oracles import OracleConfig, train_oracles
+    from engine.learn.checkpoint import checkpoint_path, read_checkpoint
+    from engine.outputs import check_writable, prepare_output
+    from engine.worlds.dsprites.oracles import FILENAME, OracleConfig, train_oracles
 
     read_checkpoint(args.model)  # the oracles sit beside a trained model
+    folder = checkpoint_path(args.model).parent
+    check_writable(folder, flag="--model")
     config = OracleConfig(**{k: v for k, v in vars(args).items() if k in OracleConfig.__dataclass_fields__ and v is not None})
-    result = train_oracles(args.model, config)
+    with prepare_output(folder, "train-oracles", force=True) as output:  # retraining them is what the command is for
+        output.path(FILENAME)
+        result = train_oracles(folder, config)
     print(f"trained in {result['train_seconds']:.0f} s; on {result['metrics']['eval_n']:,} fresh rendered images:")
     for name, value in result["metrics"].items():
         if name != "eval_n":
             print(f"  {name:<26} {value:.4f}")
 
 
-def positive(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
+def whole(low: int, high: int):
+    """An argparse type: a whole number from ``low`` to ``high`` (written 200000, 200_000 or 2e5)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                number = float(text)
+                value = int(number) if number.is_integer() else None
+            except (ValueError, OverflowError):
+                value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low} (at most {high:,}), got {text!r}")
+        return value
+
+    return parse
+
+
+positive = whole(1, limits.MAX_UNITS)  # a count of units
+images = whole(1, limits.MAX_IMAGES)  # a count of images held in memory at once
+seed = whole(0, limits.MAX_SEED)
+epochs = whole(1, limits.MAX_EPOCHS)
+batch = whole(1, limits.MAX_BATCH)
+workers = whole(0, limits.MAX_WORKERS)
+threads = whole(0, limits.MAX_THREADS)
+
+
+def output_path(text: str) -> str:
+    """An argparse type: a path that is not empty (an empty --out would write into the current folder)."""
+    if not text.strip() or "\0" in text:
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
+    return text
 
 
 def above_zero(text: str) -> float:
@@ -202,21 +283,22 @@ def parser() -> argparse.ArgumentParser:
     show.set_defaults(run=dag_show)
     draw = dag.add_parser("draw", help="write a picture of the DAG")
     draw.add_argument("file")
-    draw.add_argument("--out", default="dag.png")
+    draw.add_argument("--out", type=output_path, default="dag.png")
     draw.set_defaults(run=dag_draw)
 
     data = commands.add_parser("data", help="DAG-faithful dSprites data").add_subparsers(dest="action", required=True)
     resample = data.add_parser("resample", help="draw labels from the DAG and pair them with dSprites images")
     resample.add_argument("--dag", default=DEFAULT_DAG)
     resample.add_argument("--n", type=positive, default=200_000)
-    resample.add_argument("--seed", type=int, default=0)
-    resample.add_argument("--out", default="runs/data/dsprites.npz")
+    resample.add_argument("--seed", type=seed, default=0)
+    resample.add_argument("--out", type=output_path, default="runs/data/dsprites.npz",
+                          help="the labels (.npz); a preview PNG of the same name is written beside them")
     resample.set_defaults(run=data_resample)
     check = data.add_parser("check", help="test the labels against every statement the DAG implies")
     check.add_argument("--dag", default=DEFAULT_DAG)
     check.add_argument("--data", help="a file from 'cq data resample' (default: resample --n labels now)")
     check.add_argument("--n", type=positive, default=200_000)
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--seed", type=seed, default=0)
     check.set_defaults(run=data_check)
 
     from engine.learn.train import TrainConfig
@@ -224,55 +306,69 @@ def parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     train = commands.add_parser("train", help="fit the DAG's learnable mechanisms (the image decoder) with SVI")
     train.add_argument("--dag", default=d.dag, help=f"the DAG file (default {d.dag})")
-    train.add_argument("--out", default=d.out, help=f"run folder for model.pt and the report (default {d.out})")
-    train.add_argument("--epochs", type=positive, help=f"passes over the training units (default {d.epochs})")
+    train.add_argument("--out", type=output_path, default=d.out, help=f"run folder for model.pt and the report (default {d.out})")
+    train.add_argument("--epochs", type=epochs, help=f"passes over the training units (default {d.epochs})")
     train.add_argument("--n", type=positive, help=f"units resampled from the DAG, test units dropped (default {d.n:,})")
-    train.add_argument("--batch-size", type=positive, help=f"units per SVI step (default {d.batch_size})")
+    train.add_argument("--batch-size", type=batch, help=f"units per SVI step (default {d.batch_size})")
     train.add_argument("--lr", type=above_zero, help=f"Adam's initial learning rate, cosine-decayed (default {d.lr:g})")
-    train.add_argument("--seed", type=int, help=f"default {d.seed}")
+    train.add_argument("--seed", type=seed, help=f"default {d.seed}")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when available (default auto)")
-    train.add_argument("--workers", type=int, help=f"DataLoader worker processes (default {d.workers})")
-    train.add_argument("--threads", type=int, help=f"torch CPU threads, 0 for torch's default (default {d.threads})")
+    train.add_argument("--workers", type=workers, help=f"DataLoader worker processes (default {d.workers})")
+    train.add_argument("--threads", type=threads, help=f"torch CPU threads, 0 for torch's default (default {d.threads})")
     train.add_argument("--minutes", type=above_zero, help="time budget for training; the learning rate schedule follows it")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch "
+                       "(its checkpoint fixes --n, --batch-size, --lr and --seed)")
+    train.add_argument("--force", action="store_true", help="replace a model already in --out (without it, cq train refuses)")
+    train.add_argument("--nproc", type=whole(1, limits.MAX_WORKERS), default=1,
+                       help="data-parallel training processes on this machine, started with torchrun (default 1)")
     train.set_defaults(run=train_command)
-    query = commands.add_parser("query", help="answer the statements of .cq files with a trained model")
+    query = commands.add_parser("query", help="answer the statements of .cq files with a trained model, or label questions with a DAG")
     query.add_argument("files", nargs="+", metavar="FILE.cq")
-    query.add_argument("--model", default="runs/dsprites", help="a run folder or checkpoint file (default runs/dsprites)")
-    query.add_argument("--dag", help="refuse unless the model was trained on this DAG file")
-    query.add_argument("--out", default="runs/answers", help="folder for PNG panels and images")
+    query.add_argument("--model", help="a run folder or checkpoint file (default runs/dsprites, unless --dag is given alone)")
+    query.add_argument("--dag", help="with --model: refuse unless the model was trained on this DAG file; "
+                                     "alone: answer label-only statements from the DAG's declared mechanisms")
+    query.add_argument("--out", type=output_path, default="runs/answers", help="folder for PNG panels, images and distribution charts")
     query.add_argument("--json", action="store_true", help="print one JSON object per statement")
-    query.add_argument("--seed", type=int, default=0)
+    query.add_argument("--seed", type=seed, default=0)
     query.set_defaults(run=query_command)
 
     evaluation = commands.add_parser("eval", help="measure counterfactuals against the renderer's ground truth")
     evaluation.add_argument("--model", default="runs/dsprites")
-    evaluation.add_argument("--n", type=positive, default=2000, help="held-out units per family")
-    evaluation.add_argument("--seed", type=int, default=0)
+    evaluation.add_argument("--n", type=images, default=2000, help="held-out units per family")
+    evaluation.add_argument("--seed", type=seed, default=0)
     evaluation.add_argument("--json", action="store_true")
     evaluation.set_defaults(run=eval_command)
 
     oracles = commands.add_parser("train-oracles", help="train the pseudo-oracle classifiers beside a model")
     oracles.add_argument("--model", default="runs/dsprites")
-    oracles.add_argument("--seed", type=int)
+    oracles.add_argument("--seed", type=seed)
     oracles.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    oracles.add_argument("--epochs", type=positive)
-    oracles.add_argument("--n", type=positive, help="uniformly random dSprites images to train on")
-    oracles.add_argument("--threads", type=int, help="torch CPU threads (default 1; 0 keeps torch's default)")
+    oracles.add_argument("--epochs", type=epochs)
+    oracles.add_argument("--n", type=images, help="uniformly random dSprites images to train on")
+    oracles.add_argument("--threads", type=threads, help="torch CPU threads (default 1; 0 keeps torch's default)")
     oracles.set_defaults(run=train_oracles_command)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    """Run one command; user errors, Ctrl-C and a closed pipe end it with a message or quietly, never a traceback.
+
+    Parsing sits inside the handlers too: it imports torch (seconds), and a Ctrl-C then is an
+    interruption like any other.
+    """
     try:
+        args = parser().parse_args(argv)
         args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
     except CqError as e:
         print(f"cq: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("cq: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. cq dag show ... | head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to write; quiet at exit
+        return 141  # 128 + SIGPIPE, as a shell reports a command stopped by a closed pipe
     return 0
 
 

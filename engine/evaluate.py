@@ -17,12 +17,23 @@ and one over all of them):
 - reversibility: do(random value) then do(original value), the same distances after 1 and 5 cycles.
 
 A random new value is, for a node of names or a grid, a uniformly random other value; for a
-real node, the value of another held-out unit.
+real node, the value of another held-out unit. A family's ``value`` may instead name how its
+targets are drawn:
+
+- ``RARE``: each unit is sent to one of the rarest values of the node given the unit's own
+  parents under the DAG's declared mechanism, the bottom ``RARE_SHARE`` of its K values by
+  p(value | parents) (at least one; ties go to the value farther from the mode), drawn
+  uniformly among them. Skipped for a root with a uniform prior, where no value is rare;
+- ``GRID``: the units are spread evenly over every combination of the nodes' values, at least
+  ``CELL_UNITS`` per combination (a unit may serve several), and the fidelity is also reported
+  per cell of the counterfactual labels (``cells``), printed worst first and drawn as a
+  heatmap beside the model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from pathlib import Path
 
 import numpy as np
 import pyro.poutine as poutine
@@ -34,16 +45,28 @@ from engine.worlds.world import Family, Units, World
 
 BINS = 8
 LABEL_UNITS = 100_000
+RARE = "<rare>"  # Family.value: targets among the values the declared mechanism makes rarest
+GRID = "<grid>"  # Family.value: targets spread evenly over the grid of the nodes' values
+RARE_SHARE = 0.1  # the rare values: this share of a node's values, the least likely given its parents
+CELL_UNITS = 20  # GRID: the fewest units per combination of values
+WORST_CELLS = 5  # GRID: cells printed by table()
 
 
 def targets(family: Family, scm: SCM, factual: dict[str, torch.Tensor], rng: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Per-unit intervention values of a family, and which units it applies to."""
+    """Per-unit intervention values of a family, and the rows of ``factual`` they apply to (long, on the CPU)."""
+    if family.value == GRID:
+        return grid_targets(family, scm, factual, rng)
     n = next(iter(factual.values())).shape[0]
     keep = torch.ones(n, dtype=torch.bool)
     out = {}
     for node in family.nodes:
         domain = scm.dag.nodes[node].domain
-        if family.value is not None:
+        if family.value == RARE:
+            rare = rare_values(scm, node, factual)
+            pick = torch.randint(0, rare.shape[1], (n,), generator=rng)
+            out[node] = rare.gather(1, pick[:, None]).squeeze(1)
+            keep &= out[node] != factual[node].cpu()
+        elif family.value is not None:
             out[node] = torch.full((n,), domain.encode(family.value), dtype=domain.dtype)
             keep &= out[node] != factual[node].cpu()
         elif domain.is_discrete:  # a uniformly random value other than the unit's own
@@ -52,14 +75,63 @@ def targets(family: Family, scm: SCM, factual: dict[str, torch.Tensor], rng: tor
         else:  # another unit's value
             shift = torch.randint(1, max(n, 2), (n,), generator=rng)
             out[node] = factual[node].cpu()[(torch.arange(n) + shift) % n]
-    return out, keep
+    rows = keep.nonzero().squeeze(1)
+    return {k: v[rows] for k, v in out.items()}, rows
+
+
+def value_probs(scm: SCM, node: str, factual: dict[str, torch.Tensor]) -> torch.Tensor:
+    """p(value | each unit's parents) under the node's declared mechanism, for every value: (N, K) on the CPU."""
+    mechanism, spec = scm.mechanisms[node].truth(), scm.dag.nodes[node]
+    n = len(next(iter(factual.values()))) if factual else 1
+    parents = {p: factual[p].cpu() for p in spec.parents}
+    with torch.no_grad():
+        return torch.stack([mechanism.log_prob(torch.full((n,), v), parents).exp() for v in range(spec.domain.size)], 1).cpu()
+
+
+def rare_values(scm: SCM, node: str, factual: dict[str, torch.Tensor], share: float = RARE_SHARE) -> torch.Tensor:
+    """(N, k): each unit's k = max(1, floor(share K)) least likely values given its parents, rarest first.
+
+    Values are ranked by p(value | parents) under the declared mechanism; among equal
+    probabilities the value farther from the mode (in grid steps) counts as rarer.
+    """
+    p = value_probs(scm, node, factual).double()
+    k = max(1, int(share * p.shape[1]))
+    steps = torch.arange(p.shape[1], dtype=torch.float64)
+    distance = (steps[None, :] - p.argmax(1, keepdim=True)).abs()
+    far = torch.argsort(-distance, dim=1, stable=True)  # farthest first, then a stable sort by p: lexicographic
+    return far.gather(1, torch.argsort(p.gather(1, far), dim=1, stable=True))[:, :k]
+
+
+def uniform_root(scm: SCM, node: str) -> bool:
+    """Whether a node has no parents and a uniform prior (no value of it is rare)."""
+    if scm.dag.nodes[node].parents:
+        return False
+    p = value_probs(scm, node, {})[0]
+    return bool(torch.allclose(p, p.mean().expand_as(p)))
+
+
+def grid_targets(family: Family, scm: SCM, factual: dict[str, torch.Tensor], rng: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Every combination of the nodes' values, each given to max(CELL_UNITS, N / cells) units whose own combination differs."""
+    domains = [scm.dag.nodes[node].domain for node in family.nodes]
+    n = next(iter(factual.values())).shape[0]
+    cells = torch.cartesian_prod(*[torch.arange(d.size) for d in domains]).reshape(-1, len(domains))
+    per = max(CELL_UNITS, math.ceil(n / len(cells)))
+    own = torch.stack([factual[node].cpu() for node in family.nodes], 1)
+    rows = []
+    for cell in cells:
+        other = (own != cell).any(1).nonzero().squeeze(1)
+        pick = torch.randperm(len(other), generator=rng).repeat(math.ceil(per / max(len(other), 1)))[:per]
+        rows.append(other[pick])
+    rows = torch.cat(rows)
+    values = cells.repeat_interleave(per, 0)
+    return {node: values[:, i] for i, node in enumerate(family.nodes)}, rows
 
 
 def families(scm: SCM, world: World | None = None) -> list[Family]:
     """The world's own families, else null, do(each label node) and do(every label node) at once."""
     own = world.families() if world is not None else None
     if own is not None:
-        return own
+        return [f for f in own if f.value != RARE or not any(uniform_root(scm, n) for n in f.nodes)]
     labels = scm.dag.labels
     out = [Family("null", ())] + [Family(f"do({n})", (n,)) for n in labels]
     if len(labels) > 1:
@@ -118,18 +190,32 @@ class Evaluation:
     @torch.no_grad()
     def family(self, family: Family) -> dict:
         factual = self.factual()
-        act, keep = targets(family, self.scm, factual, self.rng)
-        rows = keep.cpu().numpy()
-        factual = {k: v[keep.to(v.device)] for k, v in factual.items()}
-        act = {k: v[keep] for k, v in act.items()}
+        act, rows = targets(family, self.scm, factual, self.rng)
+        factual = {k: v[rows.to(v.device)] for k, v in factual.items()}
         cf = self.counterfactual(factual, act)
-        result = {"units": int(keep.sum())}
+        result = {"units": len(rows)}
         if self.world.has_renderer:
-            result.update(self.world.fidelity(cf[self.image].cpu().numpy(), self.truth(cf, rows)))
+            images, truth = cf[self.image].cpu().numpy(), self.truth(cf, rows.numpy())
+            result.update(self.world.fidelity(images, truth))
+            if family.value == GRID:
+                result["cells"] = self.cells(family, cf, images, truth)
         if self.oracles is not None:
             result.update(self.oracles.score(cf[self.image].cpu().numpy(), {n: cf[n].cpu().numpy() for n in self.labels}))
         result["labels_tv"], result["labels_tv_naive"] = label_correctness(self.scm, family, self.seed)
         return result
+
+    def cells(self, family: Family, cf: dict[str, torch.Tensor], images: np.ndarray, truth: np.ndarray) -> dict:
+        """Mean fidelity per combination of the counterfactual labels of the family's nodes (IoU; gray: mae_255)."""
+        domains = [self.scm.dag.nodes[n].domain for n in family.nodes]
+        shape = tuple(d.size for d in domains)
+        metric = "iou" if self.domain.levels() == 2 else "mae_255"
+        scores = iou(images, truth) if metric == "iou" else mae_255(images, truth, self.domain.levels())
+        cell = np.ravel_multi_index([cf[n].cpu().numpy() for n in family.nodes], shape)
+        units = np.bincount(cell, minlength=math.prod(shape))
+        total = np.bincount(cell, weights=scores, minlength=math.prod(shape))
+        mean = [float(t / u) if u else None for t, u in zip(total, units)]
+        return {"nodes": list(family.nodes), "values": [[_label(d, i) for i in range(d.size)] for d in domains],
+                "metric": metric, "units": np.asarray(units).reshape(shape).tolist(), metric: np.asarray(mean, dtype=object).reshape(shape).tolist()}
 
     @torch.no_grad()
     def composition(self, times=(1, 10)) -> dict:
@@ -163,11 +249,13 @@ class Evaluation:
         """Inputs, counterfactuals and their truths for the first k units of a family (for the picture)."""
         rows = slice(0, k)
         factual = self.factual(rows)
-        act, _ = targets(family, self.scm, factual, torch.Generator().manual_seed(0))
+        act, picked = targets(family, self.scm, factual, torch.Generator().manual_seed(0))
+        picked, act = picked[:k], {n: v[:k] for n, v in act.items()}
         with torch.no_grad():
-            cf = self.counterfactual(factual, act)
-        truth = self.truth(cf, np.arange(k)) if self.world.has_renderer else self.images[rows]
-        return self.images[rows], cf[self.image].cpu().numpy(), truth
+            cf = self.counterfactual({n: v[picked.to(v.device)] for n, v in factual.items()}, act)
+        picked = picked.numpy()
+        truth = self.truth(cf, picked) if self.world.has_renderer else self.images[picked]
+        return self.images[picked], cf[self.image].cpu().numpy(), truth
 
 
 def label_correctness(scm: SCM, family: Family, seed: int, n: int = LABEL_UNITS) -> tuple[float, float]:
@@ -185,15 +273,16 @@ def label_correctness(scm: SCM, family: Family, seed: int, n: int = LABEL_UNITS)
         twin = poutine.trace(world).get_trace(n)  # prior noise, factual world
         noise = {k: s["value"] for k, s in twin.nodes.items() if k.startswith("U_")}
         factual = twin.nodes["_RETURN"]["value"]
-        act, keep = targets(family, world, factual, rng)
+        act, rows = targets(family, world, factual, rng)
+        factual, noise = {k: v[rows] for k, v in factual.items()}, {k: v[rows] for k, v in noise.items()}
         with poutine.condition(data=noise), poutine.do(data=act):
-            truth = world(n)
+            truth = world(len(rows))
         device = _device(model)
         on = lambda d: {k: v.to(device) for k, v in d.items()}
         engine = {k: v.cpu() for k, v in inference.counterfactual(model, on(factual), on(act)).values.items()}
         with poutine.do(data=act):
-            naive = world(n)
-    return _tv(world, factual, engine, truth, keep), _tv(world, factual, naive, truth, keep)
+            naive = world(len(rows))
+    return _tv(world, factual, engine, truth), _tv(world, factual, naive, truth)
 
 
 def _device(scm: SCM) -> torch.device:
@@ -203,17 +292,17 @@ def _device(scm: SCM) -> torch.device:
     return torch.device("cpu")
 
 
-def _tv(scm: SCM, factual, answer, truth, keep) -> float:
+def _tv(scm: SCM, factual, answer, truth) -> float:
     worst = 0.0
     for node in scm.order:
         domain = scm.dag.nodes[node].domain
         if domain.is_discrete:
             bins = min(domain.size, BINS)
-            coarse = lambda v: (v[keep] * bins // domain.size).numpy()  # noqa: E731
+            coarse = lambda v: (v * bins // domain.size).numpy()  # noqa: E731
         else:  # real values in BINS quantile bins of the factual ones
             bins = BINS
-            edges = np.quantile(factual[node][keep].numpy(), np.linspace(0, 1, BINS + 1)[1:-1])
-            coarse = lambda v: np.digitize(v[keep].numpy(), edges)  # noqa: E731
+            edges = np.quantile(factual[node].numpy(), np.linspace(0, 1, BINS + 1)[1:-1])
+            coarse = lambda v: np.digitize(v.numpy(), edges)  # noqa: E731
         f, a, t = coarse(factual[node]), coarse(answer[node]), coarse(truth[node])
         p = np.bincount(f * bins + a, minlength=bins * bins) / len(f)
         q = np.bincount(f * bins + t, minlength=bins * bins) / len(f)
@@ -254,7 +343,74 @@ def table(results: dict) -> str:
         rows.append(f"\n{part}: " + ", ".join(f"{k} {_cell(v)}" for k, v in results[part].items()))
     for name, gap in results.get("learned", {}).items():
         rows.append(f"learned p({name} | parents) vs declared: TV mean {gap['tv_mean']:.4f}, max {gap['tv_max']:.4f} over {gap['configurations']} parent configurations")
+    for name, metrics in families.items():
+        if "cells" in metrics:
+            rows.append(f"\nworst cells of {name}: " + "; ".join(worst_cells(metrics["cells"])))
+    for path in results.get("heatmaps", []):
+        rows.append(f"heatmap: {path}")
     return "\n".join(rows)
+
+
+def worst_cells(cells: dict, k: int = WORST_CELLS) -> list[str]:
+    """The k cells of a GRID family with the worst fidelity, as '(heart, 171deg) iou 0.912 (20 units)'."""
+    metric = cells["metric"]
+    flat = []
+    for index in np.ndindex(*[len(v) for v in cells["values"]]):
+        score = _at(cells[metric], index)
+        if score is not None:
+            flat.append((score, index, _at(cells["units"], index)))
+    flat.sort(key=lambda c: c[0], reverse=metric != "iou")
+    return [f"({', '.join(str(v[i]) for v, i in zip(cells['values'], index))}) {metric} {score:.4f} ({units} units)" for score, index, units in flat[:k]]
+
+
+def _at(nested, index):
+    for i in index:
+        nested = nested[i]
+    return nested
+
+
+def _label(domain, encoded: int) -> str:
+    """A value as a table shows it: a name, a grid value, an angle in whole degrees."""
+    value = domain.decode(encoded)
+    if domain.unit == "rad":
+        return f"{math.degrees(value):.0f}deg"
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+def heatmaps(results: dict, out) -> list[Path]:
+    """One PNG per two-node GRID family, its fidelity per cell (matplotlib's Agg canvas), into ``out``:
+    a folder, or an ``engine.outputs.Output`` (whose ``path(name)`` lists the file in the folder's manifest)."""
+    where = out.path if hasattr(out, "path") else (lambda name: Path(out) / name)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from engine.files import write_atomic
+
+    written = []
+    for name, metrics in results["families"].items():
+        cells = metrics.get("cells")
+        if cells is None or len(cells["nodes"]) != 2:
+            continue
+        metric, (rows, cols) = cells["metric"], cells["values"]
+        grid = np.array([[np.nan if v is None else v for v in row] for row in cells[metric]], dtype=float)
+        figure = Figure(figsize=(max(4.0, 0.28 * len(cols) + 2.5), 0.45 * len(rows) + 1.8), layout="constrained")
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        scale = {"vmin": min(0.9, float(np.nanmin(grid))), "vmax": 1.0} if metric == "iou" else {}  # IoU: one scale for every model
+        image = axes.imshow(grid, cmap="viridis" if metric == "iou" else "viridis_r", aspect="auto", **scale)
+        axes.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
+        axes.set_yticks(range(len(rows)), rows, fontsize=8)
+        axes.set_xlabel(cells["nodes"][1])
+        axes.set_ylabel(cells["nodes"][0])
+        worst = np.nanargmin(grid) if metric == "iou" else np.nanargmax(grid)
+        axes.set_title(f"{name}: {metric} per counterfactual cell (worst {grid.flat[worst]:.3f})", fontsize=9)
+        if len(cols) <= 12:
+            for (r, c), v in np.ndenumerate(grid):
+                axes.text(c, r, f"{v:.3f}", ha="center", va="center", fontsize=7, color="w")
+        figure.colorbar(image, ax=axes, label=metric)
+        path = where(f"{metric}_{'_'.join(cells['nodes'])}.png")
+        written.append(write_atomic(path, lambda f: figure.savefig(f, format="png", dpi=120)))
+    return written
 
 
 def _cell(value) -> str:
@@ -265,12 +421,18 @@ def _cell(value) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
 
 
-def run(scm: SCM, world: World, *, n: int = 2000, seed: int = 0, oracles=None, device="cpu") -> tuple[dict, "Evaluation"]:
-    """Every metric on n held-out units: {families: {name: metrics}, composition, reversibility, learned}."""
+def run(scm: SCM, world: World, *, n: int = 2000, seed: int = 0, oracles=None, device="cpu", out=None) -> tuple[dict, "Evaluation"]:
+    """Every metric on n held-out units: {families: {name: metrics}, composition, reversibility, learned, heatmaps}.
+
+    With ``out`` (a folder or an ``engine.outputs.Output``, the model's), the per-cell heatmaps
+    of GRID families are written there.
+    """
     units = world.test_units(n, seed)
     evaluation = Evaluation(scm, world, units, oracles=oracles, device=device, seed=seed)
     results = {"units": len(units), "seed": seed, "world": world.name, "families": {f.name: evaluation.family(f) for f in families(scm, world)}}
     results["composition"] = evaluation.composition()
     results["reversibility"] = evaluation.reversibility()
     results["learned"] = learned_gaps(scm)
+    if out is not None:
+        results["heatmaps"] = [str(p) for p in heatmaps(results, out)]
     return results, evaluation

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from engine.files import write_atomic
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -31,13 +31,7 @@ def grid(images: np.ndarray, columns: int = 8, pad: int = 2) -> np.ndarray:
 
 def save_png(image: np.ndarray, path: str | Path, scale: int = 1) -> Path:
     """Write a [0, 1] or binary image as an 8-bit greyscale PNG (atomically), optionally enlarged."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     picture = Image.fromarray(to_uint8(image), mode="L")
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    picture.save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda f: picture.save(f, format="PNG"))

@@ -29,6 +29,15 @@ through the network and the sigmoid, the rest is background (gray: level 0). ``m
 the whole image from all parents and z; ``conv`` upsamples with transposed convolutions (for
 GPUs). Both suit gray scenes; ``affine`` suits a sprite on a black background.
 
+``geometric`` applies the geometry it is told instead of learning to draw it: an MLP draws a
+template from the parents that are neither moved, turned nor scaled (and z), on a grid
+``oversample`` times finer than the canvas; the template is turned by the ``rotate`` parent
+(an angle, counter-clockwise as displayed) and scaled by the ``scale`` parent (a factor; 1
+is the template's own size, which spans the canvas) with ``affine_grid``/``grid_sample``,
+sampled at the canvas's pixel centres, and moved as ``affine`` moves it, the sub-pixel part
+of the move folded into the same sample (``turn``), so that the edges stay as sharp as the
+template's. A rare turn of a shape then costs nothing the common ones did not teach.
+
 YAML::
 
     img:
@@ -38,7 +47,10 @@ YAML::
       params:
         angles: [orientation]      # encoded as (sin, cos)
         translate: [x, y]          # horizontal, then vertical (affine decoder)
-        decoder: affine
+        decoder: affine            # or geometric, with:
+        # rotate: [orientation]    # geometric: the angle parent that turns the template
+        # scale: [scale]           # geometric: the factor parent that sizes it
+        # oversample: 2            # geometric: template pixels per canvas pixel, each way
         latent_dim: 8
         hidden: [256, 512]
         canvas: 32
@@ -64,13 +76,17 @@ from plugins.gray_image import GrayImage, PixelScale, gray_assign, gray_noise
 from engine.model.mechanism import Mechanism
 from engine.model.registry import register_mechanism
 
-DECODERS = ("affine", "mlp", "conv")
+DECODERS = ("affine", "geometric", "mlp", "conv")
+PLACED = ("affine", "geometric")  # decoders that draw a patch and move it
 DEFAULTS = {
-    "decoder": "affine",  # affine | mlp | conv
+    "decoder": "affine",  # affine | geometric | mlp | conv
     "latent_dim": 8,  # size of z
     "hidden": [256, 512],  # decoder MLP widths
-    "canvas": 32,  # affine: side of the canonical sprite patch, in image pixels
-    "translate": [],  # affine: [horizontal, vertical] parents that move the sprite
+    "canvas": 32,  # affine, geometric: side of the canonical sprite patch, in image pixels
+    "translate": [],  # affine, geometric: [horizontal, vertical] parents that move the sprite
+    "rotate": [],  # geometric: [angle] parent that turns the template (radians, or the domain's unit)
+    "scale": [],  # geometric: [factor] parent that sizes the template (1: it spans the canvas)
+    "oversample": 2,  # geometric: the template's side is oversample x canvas
     "angles": [],  # parents encoded as (sin, cos) of their value
     "channels": 64,  # conv: channels of the first feature map
     "encoder_hidden": 256,  # width of the encoder MLP
@@ -123,6 +139,31 @@ class Sprite(NamedTuple):
         return out.scatter_(1, self.index, self.values).view(n, *self.shape)
 
 
+def corner(offset: torch.Tensor, side: int, height: int, width: int, *, clamp_rest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """A C x C patch centred at ``offset`` (normalised image coordinates, x then y): its top-left
+    corner split into whole pixels (long) and the sub-pixel rest in [0, 1), clamped inside the image.
+
+    ``clamp_rest`` clamps the corner itself, so a patch at the edge does not move; without it
+    (the affine decoder's convention, which its trained models rely on) only the whole pixels
+    are clamped and a patch just past the edge still moves by its rest, nearly a pixel.
+    """
+    size = torch.tensor([width, height], device=offset.device, dtype=offset.dtype)
+    at = offset * size / 2 + (size - side) / 2
+    if clamp_rest:
+        at = torch.minimum(at.clamp(min=0), size - side)
+    whole = at.detach().floor()
+    return torch.minimum(whole.long().clamp(min=0), size.long() - side), at - whole
+
+
+def pasted(patch: torch.Tensor, whole: torch.Tensor, height: int, width: int, background: float) -> Sprite:
+    """(N, C, C) patches pasted with their top-left corners at ``whole`` pixels (N, 2; x then y)."""
+    n, side = patch.shape[0], patch.shape[-1]
+    steps = torch.arange(side, device=patch.device)
+    rows, cols = whole[:, 1, None] + steps, whole[:, 0, None] + steps
+    index = (rows[:, :, None] * width + cols[:, None, :]).view(n, -1)
+    return Sprite(patch.reshape(n, -1), index, background, (height, width))
+
+
 def place(patch: torch.Tensor, offset: torch.Tensor, height: int, width: int, background: float) -> Sprite:
     """Move (N, C, C) patches by (N, 2) offsets into (N, H, W) images filled with ``background``.
 
@@ -133,20 +174,28 @@ def place(patch: torch.Tensor, offset: torch.Tensor, height: int, width: int, ba
     spill past its last row or column is dropped, so its border should hold background) and
     its corner is clamped inside the image.
     """
-    n, side = patch.shape[0], patch.shape[-1]
-    size = torch.tensor([width, height], device=patch.device, dtype=patch.dtype)
-    corner = offset * size / 2 + (size - side) / 2  # the patch's top-left corner, in pixels
-    whole = corner.detach().floor()
-    fx, fy = (corner - whole).unbind(1)
-    whole = torch.minimum(whole.long().clamp(min=0), size.long() - side)
+    whole, rest = corner(offset, patch.shape[-1], height, width)
+    fx, fy = rest.unbind(1)
     down = F.pad(patch[:, :-1, :], (0, 0, 1, 0), value=background)
     patch = torch.lerp(patch, down, fy[:, None, None])
     right = F.pad(patch[:, :, :-1], (1, 0), value=background)
     patch = torch.lerp(patch, right, fx[:, None, None])
-    steps = torch.arange(side, device=patch.device)
-    rows, cols = whole[:, 1, None] + steps, whole[:, 0, None] + steps
-    index = (rows[:, :, None] * width + cols[:, None, :]).view(n, -1)
-    return Sprite(patch.reshape(n, -1), index, background, (height, width))
+    return pasted(patch, whole, height, width, background)
+
+
+def turn(template: torch.Tensor, angle: torch.Tensor, factor: torch.Tensor, shift: torch.Tensor, side: int, background: float) -> torch.Tensor:
+    """(N, T, T) templates turned, scaled and shifted, sampled on a (N, side, side) patch of the same extent.
+
+    With u a patch pixel centre in normalised coordinates (x right, y down) and R(a) the
+    rotation counter-clockwise as displayed, the patch at u is the template at
+    R(-angle) (u - shift) / factor, bilinearly interpolated, ``background`` outside it. With
+    side = T, angle = 90 degrees is ``torch.rot90`` and (0, 1, 0) the identity.
+    """
+    c, s = angle.cos(), angle.sin()
+    a = torch.stack([torch.stack([c, -s], 1), torch.stack([s, c], 1)], 1) / factor[:, None, None]
+    theta = torch.cat([a, -(a @ shift[:, :, None])], 2).to(template.dtype)
+    grid = F.affine_grid(theta, [len(template), 1, side, side], align_corners=False)
+    return F.grid_sample((template - background)[:, None], grid, align_corners=False)[:, 0] + background
 
 
 def paste(patch: torch.Tensor, offset: torch.Tensor, height: int, width: int, background: float) -> torch.Tensor:
@@ -204,14 +253,16 @@ class VaeDecoder(Mechanism, nn.Module):
         self.latent_dim = c["latent_dim"]
         self.translate = tuple(c["translate"])
         self.angles = tuple(c["angles"])
+        self.placed = c["decoder"] in PLACED
+        self.rotated, self.sized = tuple(c["rotate"]), tuple(c["scale"])
         for p, domain in parents.items():  # value tables for grid parents, moved by .to()
             if domain.kind == "grid":
                 self.register_buffer(f"values_{p}", torch.tensor(domain.values, dtype=torch.float32))
-        drawn = [p for p in parents if c["decoder"] != "affine" or p not in self.translate]
-        self.drawn = tuple(drawn)
-        width = self.encoded_size(drawn)
-        if c["decoder"] == "affine":
-            side = c["canvas"]
+        moved = set(self.translate) | set(self.rotated) | set(self.sized) if self.placed else set()
+        self.drawn = tuple(p for p in parents if p not in moved)
+        width = self.encoded_size(self.drawn)
+        if self.placed:
+            side = c["canvas"] * (c["oversample"] if c["decoder"] == "geometric" else 1)
             self.decoder = mlp([width + self.latent_dim, *c["hidden"], side * side])
             # offset (normalised image coordinates) = A @ values + b; starts at (v - mid) / range
             lo = torch.tensor([_bounds(parents[p])[0] for p in self.translate])
@@ -237,7 +288,7 @@ class VaeDecoder(Mechanism, nn.Module):
         """Check each parameter's type and range; errors name the node and the valid choices."""
         if c["decoder"] not in DECODERS:
             raise self.error(f"decoder must be one of {', '.join(DECODERS)}, got {c['decoder']!r}")
-        for key in ("latent_dim", "canvas", "channels", "encoder_hidden", "pool"):
+        for key in ("latent_dim", "canvas", "channels", "encoder_hidden", "pool", "oversample"):
             if isinstance(c[key], bool) or not isinstance(c[key], int) or c[key] < 1:
                 raise self.error(f"{key} must be a positive integer, got {c[key]!r}")
         hidden = c["hidden"]
@@ -248,7 +299,7 @@ class VaeDecoder(Mechanism, nn.Module):
         for key in ("logit_bound", "kl_weight"):
             if isinstance(c[key], bool) or not isinstance(c[key], (int, float)) or c[key] <= 0:
                 raise self.error(f"{key} must be a positive number, got {c[key]!r}")
-        for key in ("angles", "translate"):
+        for key in ("angles", "translate", "rotate", "scale"):
             names = c[key]
             if not isinstance(names, list) or not all(isinstance(p, str) for p in names):
                 raise self.error(f"{key} must be a list of parent names, got {names!r}")
@@ -259,12 +310,21 @@ class VaeDecoder(Mechanism, nn.Module):
                     raise self.error(f"{key}: '{p}' must have a numeric domain, not {self.parents[p].describe()}")
                 if key == "translate" and _bounds(self.parents[p]) is None:
                     raise self.error(f"translate: '{p}' needs bounds to move the sprite by (a grid, or real: [low, high])")
-        if c["decoder"] == "affine" and len(c["translate"]) != 2:
-            raise self.error("the affine decoder needs translate: [horizontal, vertical], two numeric parents that move the sprite")
-        if c["decoder"] == "affine" and c["canvas"] > min(self.domain.shape):
+                if key == "scale" and not (_bounds(self.parents[p]) or (0, 0))[0] > 0:
+                    raise self.error(f"scale: '{p}' must be a positive factor: a grid or real: [low, high] with low > 0")
+            if key in ("rotate", "scale") and len(names) > 1:
+                raise self.error(f"{key} takes one parent, got {names!r}")
+        placed = c["decoder"] in PLACED
+        if placed and len(c["translate"]) != 2:
+            raise self.error(f"the {c['decoder']} decoder needs translate: [horizontal, vertical], two numeric parents that move the sprite")
+        if placed and c["canvas"] > min(self.domain.shape):
             raise self.error(f"canvas ({c['canvas']}) must fit in the {self.domain.describe()}")
-        if c["decoder"] != "affine" and c["translate"]:
-            raise self.error(f"translate is a parameter of the affine decoder only (decoder is {c['decoder']!r})")
+        if not placed and c["translate"]:
+            raise self.error(f"translate is a parameter of the affine and geometric decoders only (decoder is {c['decoder']!r})")
+        if c["decoder"] != "geometric" and (c["rotate"] or c["scale"]):
+            raise self.error(f"rotate and scale are parameters of the geometric decoder only (decoder is {c['decoder']!r})")
+        if set(c["translate"]) & set(c["rotate"] + c["scale"]) or set(c["rotate"]) & set(c["scale"]):
+            raise self.error("translate, rotate and scale must name different parents")
         if c["decoder"] == "conv" and (self.domain.shape[0] % 8 or self.domain.shape[1] % 8):
             raise self.error(f"the conv decoder needs image sides divisible by 8, got {self.domain.describe()}")
         if self.domain.shape[0] % c["pool"] or self.domain.shape[1] % c["pool"]:
@@ -311,16 +371,33 @@ class VaeDecoder(Mechanism, nn.Module):
     # ---- networks ---------------------------------------------------------------------------
 
     def sprite(self, parents: dict[str, torch.Tensor], z: torch.Tensor) -> Sprite:
-        """The affine decoder's logits as a moved patch on a background of -logit_bound."""
+        """The affine or geometric decoder's logits as a moved patch on a background of -logit_bound."""
         bound = float(self.config["logit_bound"])
         side = self.config["canvas"]
         raw = self.decoder(torch.cat([self.encode(parents, self.drawn, len(z)), z], 1))
         offset = self.shift(torch.stack([self.value(p, parents[p]) for p in self.translate], 1))
-        return place((bound * torch.tanh(raw / bound)).view(-1, side, side), offset, self.height, self.width, -bound)
+        if self.config["decoder"] == "affine":
+            return place((bound * torch.tanh(raw / bound)).view(-1, side, side), offset, self.height, self.width, -bound)
+        fine = side * self.config["oversample"]
+        template = (bound * torch.tanh(raw / bound)).view(-1, fine, fine)
+        whole, rest = corner(offset, side, self.height, self.width, clamp_rest=True)
+        patch = turn(template, self.angle(parents, len(z)), self.factor(parents, len(z)), rest * (2 / side), side, -bound)
+        return pasted(patch, whole, self.height, self.width, -bound)
+
+    def angle(self, parents: dict[str, torch.Tensor], n: int) -> torch.Tensor:
+        """The geometric decoder's turn in radians, per unit (0 without a rotate parent)."""
+        if not self.rotated:
+            return torch.zeros(n, device=self._device())
+        p = self.rotated[0]
+        return self.value(p, parents[p]) * (math.pi / 180 if self.parents[p].unit == "deg" else 1.0)
+
+    def factor(self, parents: dict[str, torch.Tensor], n: int) -> torch.Tensor:
+        """The geometric decoder's size factor, per unit (1 without a scale parent)."""
+        return self.value(self.sized[0], parents[self.sized[0]]) if self.sized else torch.ones(n, device=self._device())
 
     def logits(self, parents: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
         """Bernoulli logits of every pixel, shape (N, H, W), bounded by +-logit_bound."""
-        if self.config["decoder"] == "affine":
+        if self.placed:
             return self.sprite(parents, z).image()
         bound = float(self.config["logit_bound"])
         raw = self.decoder(torch.cat([self.encode(parents, self.drawn, len(z)), z], 1))
@@ -328,7 +405,7 @@ class VaeDecoder(Mechanism, nn.Module):
 
     def loc(self, parents: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
         """Gray images: mu, the gray level every pixel is drawn around, shape (N, H, W), in [0, 255]."""
-        if self.config["decoder"] == "affine":
+        if self.placed:
             return self.sprite(parents, z).squash(gray_levels).image()
         return gray_levels(self.logits(parents, z))
 
@@ -336,7 +413,7 @@ class VaeDecoder(Mechanism, nn.Module):
         """The decoder's probability map p(pixel = 1 | parents, z), shape (N, H, W), strictly in (0, 1); gray: mu / 255."""
         if self.gray:
             return self.loc(parents, z) / 255
-        if self.config["decoder"] == "affine":
+        if self.placed:
             return self.sprite(parents, z).squash(probability).image()  # the sigmoid on the patch only
         return probability(self.logits(parents, z))
 
@@ -353,7 +430,7 @@ class VaeDecoder(Mechanism, nn.Module):
     def model(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> None:
         """p(z) = N(0, I),  p(image | parents, z) = Bernoulli(sigmoid(decoder(parents, z)));  gray: GrayImage(mu, sigma)."""
         pyro.module(f"{self.name}_decoder", self.decoder)
-        if self.config["decoder"] == "affine":
+        if self.placed:
             pyro.module(f"{self.name}_shift", self.shift)
         if self.gray:
             pyro.module(f"{self.name}_scale", self.scale)
@@ -395,7 +472,7 @@ class VaeDecoder(Mechanism, nn.Module):
         u, z = noise[f"{self.site}_pix"], noise[f"{self.site}_z"]
         if self.gray:
             return gray_assign(self.loc(parents, z), self.scale(), u)
-        if self.config["decoder"] != "affine":
+        if not self.placed:
             return (u < self.probs(parents, z)).float()
         # the same comparison, 1[u < p], with p read off the sprite: the background in one pass
         p = self.sprite(parents, z).squash(probability)
@@ -420,7 +497,7 @@ class VaeDecoder(Mechanism, nn.Module):
         site = f"{self.site}_pix"
         if self.gray:
             return {f"{self.site}_z": z, site: gray_noise(value, self.loc(parents, z), self.scale())}
-        if self.config["decoder"] != "affine":
+        if not self.placed:
             return {f"{self.site}_z": z, site: pixel_noise(value, self.probs(parents, z))}
         p = self.sprite(parents, z).squash(probability)
         n = len(value)

@@ -12,6 +12,10 @@ documents for custom training loops. With the same Adam options it takes the ste
 ``pyro.infer.SVI`` takes, except that a parameter which got no gradient is left alone rather
 than stepped on a zero one. ``pyro.infer.SVI`` keeps one optimizer per parameter tensor,
 whose per-tensor Python calls cost several percent of a step of the image decoder.
+
+Under torchrun (``ranks``, engine.learn.distributed) each rank steps on its slice of the batch;
+after the backward pass the gradients are summed over the ranks, so every rank takes the step
+of the whole batch on the same parameters. Parameters first seen in a step take rank 0's values.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import pyro.poutine as poutine
 import torch
 from pyro.infer import Trace_ELBO
+
+from engine.learn.distributed import Ranks
 
 ADAM = {"fused": True}  # Adam's update as one kernel per group of tensors, not five per tensor
 
@@ -30,30 +36,54 @@ class StateMismatch(ValueError):
 class SVI:
     """Adam on the summed negative ELBO of named (model, guide) pairs."""
 
-    def __init__(self, pairs: dict, *, lr: float):
+    def __init__(self, pairs: dict, *, lr: float, ranks: Ranks | None = None):
         self.pairs, self.lr = pairs, lr
+        self.ranks = ranks or Ranks()
         self.elbo = Trace_ELBO()
         self.optimizer: torch.optim.Adam | None = None
         self.names: list[str] = []  # param-store names, in the optimizer's order
+        self.params: list[torch.Tensor] = []  # ... and the tensors
         self._waiting: dict | None = None  # a saved state, loaded once the parameters are known
 
-    def step(self, args: dict) -> float:
-        """One gradient step; ``args[name]`` are the positional arguments of that pair."""
+    def step(self, args: dict | None) -> float:
+        """One gradient step; ``args[name]`` are the positional arguments of that pair.
+
+        ``None``: this rank has no units in this batch; it still joins the ranks' sum of gradients and the step.
+        """
+        if args is None:
+            return self._descend(None)
+        loss, params = self._loss(args)
+        new = self._track(params)
+        if new and self.ranks.broadcast_(list(new.values())):
+            loss, _ = self._loss(args)  # this rank's new parameters were not rank 0's: the gradient at rank 0's
+        return self._descend(loss)
+
+    def _loss(self, args: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         with poutine.trace(param_only=True) as capture:
             loss = sum(self.elbo.differentiable_loss(model, guide, *args[name]) for name, (model, guide) in self.pairs.items())
-        self._track({name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()})
-        if self.optimizer is None:  # nothing to learn
-            return float(loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.item()
+        return loss, {name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()}
 
-    def _track(self, params: dict[str, torch.Tensor]) -> None:
+    def _descend(self, loss: torch.Tensor | None) -> float:
+        if self.optimizer is None:  # nothing to learn
+            return float(loss) if loss is not None else 0.0
+        self.optimizer.zero_grad(set_to_none=True)
+        if loss is not None:
+            loss.backward()
+        # Gradients are summed here, after backward, rather than by DistributedDataParallel: DDP wraps one
+        # nn.Module whose parameters it knows at construction, while Pyro finds them lazily in the traces of
+        # several models and guides (bare pyro.param sites included); and DDP averages where Trace_ELBO sums.
+        # The sum of the ranks' summed losses' gradients is exactly the whole batch's gradient.
+        total = self.ranks.sum_gradients(self.params, loss.item() if loss is not None else 0.0)
+        self.optimizer.step()
+        return total
+
+    def _track(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Add the parameters not seen before to Adam, and return them."""
         new = {name: p for name, p in params.items() if name not in self.names}
         if not new:
-            return
+            return new
         self.names += new
+        self.params += new.values()
         if self.optimizer is None:
             self.optimizer = torch.optim.Adam(list(new.values()), lr=self.lr, **ADAM)
         else:
@@ -63,6 +93,7 @@ class SVI:
             if saved["names"] != self.names:
                 raise StateMismatch(f"its optimizer state is for parameters {', '.join(saved['names'])}, not {', '.join(self.names)}")
             self.optimizer.load_state_dict(saved["adam"])
+        return new
 
     def set_lr(self, lr: float) -> None:
         """Use learning rate ``lr`` from the next step on."""

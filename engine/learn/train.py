@@ -11,6 +11,11 @@ The learning rate follows a cosine from ``lr`` down to ``lr * lr_final`` over th
 the epochs, or over the time budget ``minutes`` when that comes first. The same seed gives
 the same weights on the same CPU, and ``resume`` continues a killed run from its last epoch
 exactly as if it had not stopped.
+
+Under torchrun (``cq train --nproc N``, or ``torchrun --nproc-per-node N cli.py -- train ...``)
+the run is data-parallel (engine.learn.distributed): every rank walks the same global batches
+and steps on its slice of each, with the gradients summed over the ranks, so a step is the
+step of the whole batch; rank 0 alone writes the checkpoint and the report.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from tqdm import tqdm
 
 from engine.learn import checkpoint
+from engine.learn.distributed import Ranks, join
 from engine.worlds.world import Units, World, build_world
 from engine.model.dag import DagSpec, load_dag
 from engine.errors import CqError
@@ -81,7 +87,7 @@ class UnitData(Dataset):
         return len(self.row)
 
     def __getitem__(self, batch) -> dict[str, torch.Tensor]:
-        batch = torch.as_tensor(batch)
+        batch = torch.as_tensor(batch, dtype=torch.long)  # a rank's slice of a short batch may be empty
         out = {k: v[batch] for k, v in self.labels.items()}
         out["_images"] = self.images[self.row[batch]]
         return out
@@ -101,9 +107,10 @@ def load_units(world: World, units: Units, chunk: int = 8192) -> UnitData:
     return UnitData(tensors, images, torch.from_numpy(row.reshape(-1)), packed)
 
 
-def batches(units: UnitData, batch_size: int, seed: int, *, workers: int = 0, pin: bool = False) -> DataLoader:
-    """The units in a shuffled order fixed by ``seed``, a whole batch per index."""
+def batches(units: UnitData, batch_size: int, seed: int, *, workers: int = 0, pin: bool = False, ranks: Ranks = Ranks()) -> DataLoader:
+    """The units in a shuffled order fixed by ``seed``, a whole batch per index (under torchrun: this rank's slice of it)."""
     sampler = BatchSampler(RandomSampler(units, generator=torch.Generator().manual_seed(seed)), batch_size, drop_last=False)
+    sampler = ranks.shard(sampler)  # every rank shuffles alike and takes its part of each global batch
     return DataLoader(units, sampler=sampler, batch_size=None, num_workers=workers, pin_memory=pin)
 
 
@@ -131,16 +138,19 @@ def batch_values(batch: dict, dag: DagSpec, device) -> dict[str, torch.Tensor]:
     return values
 
 
-def resume_from(path: Path, dag: DagSpec, config: TrainConfig, device, log) -> tuple[dict | None, TrainConfig]:
-    """The run's last checkpoint (None if there is none) and its config, with this run's limits."""
+def resume_from(path: Path, dag: DagSpec, config: TrainConfig, log) -> tuple[dict | None, TrainConfig]:
+    """The run's last checkpoint (None if there is none), on the CPU, and its config, with this run's limits."""
     if not path.exists():
         log(f"nothing to resume at {path}; starting a new run")
         return None, config
-    state = checkpoint.read_checkpoint(path, map_location=device)
+    state = checkpoint.read_checkpoint(path, map_location="cpu")
     checkpoint.check_dag(state, dag, path)
     fixed = {f.name for f in fields(TrainConfig)} - {"epochs", "minutes", "device", "workers", "threads", "resume", "out", "dag"}
+    replaced = [f"{k} {v} (not {getattr(config, k)})" for k, v in state["config"].items() if k in fixed and v != getattr(config, k)]
     config = dataclasses.replace(config, **{k: v for k, v in state["config"].items() if k in fixed})
     log(f"resuming {path} after epoch {state['epoch']} of {config.epochs}")
+    if replaced:  # --n, --batch-size, --lr and --seed cannot change mid-run
+        log(f"the checkpoint's settings replace this run's: {', '.join(replaced)}")
     return state, config
 
 
@@ -159,16 +169,21 @@ def optimizer_state(state: dict, path: Path, *, needed: bool) -> dict:
 
 
 def train(config: TrainConfig, *, log=print) -> dict:
-    """Train, checkpoint every epoch, write the report; return the report's numbers."""
+    """Train, checkpoint every epoch, write the report; return the report's numbers (on every rank, under torchrun)."""
     from engine.learn import report as training_report
 
-    device = pick_device(config.device)
+    ranks, device = join(pick_device(config.device))
+    log = log if ranks.main else (lambda line: None)
+    quiet = None if ranks.main else True  # tqdm: bars where stderr is a terminal, and on rank 0 alone
     tune_cpu(config.threads)
     dag = load_dag(config.dag)
     path = checkpoint.checkpoint_path(Path(config.out))
-    state, config = resume_from(path, dag, config, device, log) if config.resume else (None, config)
+    if config.resume:  # rank 0 reads it and hands it round: every rank resumes from the same state
+        state, config = ranks.share(lambda: resume_from(path, dag, config, log))
+    else:
+        state = None
     world = build_world(dag)
-    pyro.set_rng_seed(config.seed)
+    pyro.set_rng_seed(config.seed)  # the same on every rank: the same initial weights (and SVI hands round rank 0's)
     pyro.clear_param_store()
     scm = build_scm(dag)
     mechanisms = learnable(scm)
@@ -182,9 +197,12 @@ def train(config: TrainConfig, *, log=print) -> dict:
     units = load_units(world, world.train_units(config.n, config.seed))
     test_units = world.test_units(config.eval_n, config.seed)
     log(f"{len(units):,} training units of the {world.name} world ({len(units.images):,} distinct images), {len(test_units):,} held out; "
-        f"data ready in {time.perf_counter() - t0:.1f}s on {device}")
+        f"data ready in {time.perf_counter() - t0:.1f}s on {device}" + (f", rank 0 of {ranks.size}" if ranks.size > 1 else ""))
+    if ranks.size > min(len(units), config.batch_size):
+        raise CqError(f"{ranks.size} training processes need at least {ranks.size} units a batch; got --batch-size "
+                      f"{config.batch_size} and {len(units)} training units")
 
-    svi = SVI({name: (m.model, m.guide) for name, m in mechanisms.items()}, lr=config.lr)
+    svi = SVI({name: (m.model, m.guide) for name, m in mechanisms.items()}, lr=config.lr, ranks=ranks)
     steps_per_epoch = math.ceil(len(units) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     epoch = state["epoch"] if state else 0
@@ -203,29 +221,36 @@ def train(config: TrainConfig, *, log=print) -> dict:
     for m in mechanisms.values():
         m.train()
     while epoch < config.epochs and not out_of_time:
-        pyro.set_rng_seed(config.seed * 1_000_003 + epoch)  # resumable: each epoch seeds itself
-        loader = batches(units, config.batch_size, config.seed * 1_000_003 + epoch, workers=config.workers, pin=device.type == "cuda")
+        pyro.set_rng_seed(ranks.seed(config.seed * 1_000_003 + epoch))  # resumable: each epoch seeds itself (each rank its own z draws)
+        loader = batches(units, config.batch_size, config.seed * 1_000_003 + epoch, workers=config.workers, pin=device.type == "cuda",
+                         ranks=ranks)
         total, count, start = 0.0, 0, time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=None)  # none in logs
+        # with a time budget, rank 0's clock rules the learning rate and the stop on every rank
+        clock = (lambda: ranks.agree(seconds + time.perf_counter() - start)) if budget else (lambda: 0.0)
+        elapsed = clock()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=quiet)  # none in logs
         with pyro.validation_enabled(False):
-            for batch in bar:
-                elapsed = seconds + time.perf_counter() - start
+            for i, batch in enumerate(bar):
                 progress = max(step / total_steps, elapsed / budget if budget else 0.0)
                 lr = schedule(config, progress)
                 svi.set_lr(lr)
-                values = batch_values(batch, dag, device)
-                n = len(next(iter(values.values())))
+                args = None  # this rank's slice of a short last batch may be empty
+                if len(batch["_images"]):
+                    values = batch_values(batch, dag, device)
+                    args = {name: (values[name], scm.parents(name, values)) for name in mechanisms}
                 try:
-                    loss = svi.step({name: (values[name], scm.parents(name, values)) for name in mechanisms})
+                    loss = svi.step(args)  # the whole batch's loss, summed over the ranks
                 except StateMismatch as e:  # at the first step of a resumed run
                     raise CqError(f"{path}: {e}; start a new run (delete {path.parent} or choose another --out)") from None
+                n = min(config.batch_size, len(units) - i * config.batch_size)  # the whole batch's units
                 total, count, step = total + loss, count + n, step + 1
                 rate = count / (time.perf_counter() - start)
                 bar.set_postfix(loss=f"{total / count:.1f}", img_s=f"{rate:.0f}", lr=f"{lr:.1e}", refresh=False)
-                if budget is not None and seconds + time.perf_counter() - start >= budget:
+                elapsed = clock()
+                if budget is not None and elapsed >= budget:
                     out_of_time = True
                     break
-        took = time.perf_counter() - start
+        took = ranks.agree(time.perf_counter() - start)
         seconds += took
         epoch += 1
         history.append({"epoch": epoch, "train_loss": total / max(count, 1), "seconds": took, "images_per_s": count / took, "lr": lr,
@@ -234,13 +259,21 @@ def train(config: TrainConfig, *, log=print) -> dict:
             f"{count / took:.0f} images/s, {took:.0f}s" + (" (time budget reached)" if out_of_time else ""))
         # the saved optimizer carries the next step's rate: a resumed run steps exactly as this one would
         svi.set_lr(schedule(config, max(step / total_steps, seconds / budget if budget else 0.0)))
-        save(path, dag, scm, svi, config, epoch, step, seconds, {"epochs": history})
+        if ranks.main:
+            save(path, dag, scm, svi, config, epoch, step, seconds, {"epochs": history})
+        ranks.barrier()  # a rank that fails from here on finds this epoch saved
 
     for m in mechanisms.values():
         m.eval()
-    report = training_report.write(scm, world, test_units, config, Path(config.out), device=device,
-                                   train={"epochs": epoch, "seconds": seconds, "history": history})
-    save(path, dag, scm, svi, config, epoch, step, seconds, {"epochs": history, "test": report["test"]})
+
+    def finish() -> dict:
+        report = training_report.write(scm, world, test_units, config, Path(config.out), device=device,
+                                       train={"epochs": epoch, "seconds": seconds, "history": history})
+        save(path, dag, scm, svi, config, epoch, step, seconds, {"epochs": history, "test": report["test"]})
+        return report
+
+    report = ranks.share(finish)  # rank 0 alone writes the report and the last checkpoint; the others wait for it
+    ranks.leave()
     return report
 
 

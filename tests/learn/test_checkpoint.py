@@ -12,6 +12,7 @@ import torch
 
 from engine.learn import checkpoint
 from engine.errors import CheckpointError
+from engine.model.dag import parse_dag
 from engine.model.scm import build_scm
 from tests.plugins.test_vae_decoder import tiny_dag
 
@@ -106,3 +107,53 @@ def test_load_model_places_the_model_on_the_device(tmp_path):
     if torch.cuda.is_available():
         _, scm = checkpoint.load_model(tmp_path, device="cuda")
         assert {p.device.type for p in scm.mechanisms["img"].parameters()} == {"cuda"}
+
+
+def tamper(path, change):
+    """Load the file's dict, let ``change`` edit it, save it back with the format marker intact."""
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s.update(dag="tiny.yaml"), r"'dag' must be a dict of name, path, text and hash, got 'tiny\.yaml'"),
+    (lambda s: s["dag"].pop("hash"), r"'dag\.hash' must be a string, got None"),
+    (lambda s: s["mechanisms"]["img"].pop("state_dict"), r"'mechanisms\.img\.state_dict' must be a dict of tensors"),
+    (lambda s: s["mechanisms"]["img"]["state_dict"].update({"decoder.0.weight": "zeros"}), r"'mechanisms\.img\.state_dict\.decoder\.0\.weight' must be a tensor"),
+    (lambda s: s["mechanisms"].update(img=[1, 2]), r"'mechanisms\.img' must be a dict"),
+    (lambda s: s.update(config="fast"), r"'config' must be a dict"),
+    (lambda s: s["config"].update(batch_size=10**9), r"'config\.batch_size' must be a whole number from 1 to 65,536, got 1000000000"),
+    (lambda s: s["config"].update(seed=-1), r"'config\.seed' must be a whole number from 0"),
+    (lambda s: s["config"].update(lr=float("nan")), r"'config\.lr' must be a finite number > 0"),
+    (lambda s: s.update(epoch="3"), r"'epoch' must be a whole number >= 0, got '3'"),
+])
+def test_wrong_inner_types_are_a_checkpoint_error(tmp_path, change, message):
+    save_tiny(tmp_path / "model.pt")
+    tamper(tmp_path / "model.pt", change)
+    with pytest.raises(CheckpointError, match=rf"model\.pt: {message}"):
+        checkpoint.load_model(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_name_the_tensor(tmp_path, bad):
+    save_tiny(tmp_path / "model.pt")
+    name = next(k for k, v in torch.load(tmp_path / "model.pt", weights_only=True)["mechanisms"]["img"]["state_dict"].items()
+                if v.is_floating_point() and v.numel())
+    tamper(tmp_path / "model.pt", lambda s: s["mechanisms"]["img"]["state_dict"][name].view(-1).__setitem__(0, bad))
+    with pytest.raises(CheckpointError, match=rf"the tensor 'mechanisms\.img\.state_dict\.{name}' holds (NaN|infinite) values"):
+        checkpoint.read_checkpoint(tmp_path)
+
+
+def test_a_dag_asking_for_a_huge_network_is_refused_before_it_is_built(tmp_path):
+    # the checkpoint's own DAG text now asks for latent_dim 10**9: a terabyte of weights, were it built
+    save_tiny(tmp_path / "model.pt")
+    text = tiny_dag().text.replace("latent_dim: 2", "latent_dim: 1000000000")
+    huge = parse_dag(text, "tiny.yaml")
+
+    def change(state):
+        state["dag"].update(text=text, hash=huge.hash)
+
+    tamper(tmp_path / "model.pt", change)
+    with pytest.raises(CheckpointError, match=r"weights for node 'img' do not fit its network \('.*' is \[.*\] in the file, \[\d+, 10000000\d\d\] in the DAG\)"):
+        checkpoint.load_model(tmp_path)

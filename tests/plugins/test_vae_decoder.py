@@ -4,6 +4,7 @@
 # turn ──┼─► img        (turn is an angle; x and y move the sprite)
 # x, y ──┘
 
+import math
 import textwrap
 
 import pyro
@@ -177,11 +178,11 @@ def test_cuda_places_everything_on_the_gpu():
     "params, message",
     [
         ("{translate: [x, y], depth: 3}", r"unknown parameter\(s\) \['depth'\].*valid: .*latent_dim"),
-        ("{translate: [x, y], decoder: unet}", "decoder must be one of affine, mlp, conv"),
+        ("{translate: [x, y], decoder: unet}", "decoder must be one of affine, geometric, mlp, conv"),
         ("{translate: [x, z]}", "translate: 'z' is not a parent; parents are shape, turn, x, y"),
         ("{translate: [shape, y]}", "translate: 'shape' must have a numeric domain"),
         ("{}", r"affine decoder needs translate: \[horizontal, vertical\]"),
-        ("{decoder: mlp, translate: [x, y]}", "translate is a parameter of the affine decoder only"),
+        ("{decoder: mlp, translate: [x, y]}", "translate is a parameter of the affine and geometric decoders only"),
         ("{translate: [x, y], hidden: [16, -2]}", "hidden must be a list of positive layer widths"),
         ("{translate: [x, y], latent_dim: 0}", "latent_dim must be a positive integer"),
         ("{translate: [x, y], angles: turn}", "angles must be a list of parent names"),
@@ -359,3 +360,112 @@ def test_gray_cuda_reconstructs_bit_for_bit():
         for image in (values["img"], foreign):
             noise = m.abduct(image, parents)
             assert noise["U_img_pix"].is_cuda and torch.equal(bits(m.assign(parents, noise)), bits(image))
+
+
+# ---- the geometric decoder --------------------------------------------------------------------
+# shape ─┐
+# turn ──┼─► img        (a template per shape, turned by turn, sized by size, moved by x and y)
+# size ──┤
+# x, y ──┘
+
+from plugins.vae_decoder import corner, pasted, turn
+
+GEOMETRIC = "{decoder: geometric, rotate: [turn], scale: [size], translate: [x, y], hidden: [16], canvas: 8, latent_dim: 2, encoder_hidden: 8}"
+
+
+def geometric_dag(params: str = GEOMETRIC):
+    return parse_dag(textwrap.dedent(f"""
+        name: geometric
+        nodes:
+          shape: {{mechanism: categorical, domain: [a, b], params: {{probs: [0.5, 0.5]}}}}
+          turn: {{mechanism: categorical, domain: {{linspace: [0, 270, 4], unit: deg}}, params: {{probs: uniform}}}}
+          size: {{mechanism: categorical, domain: {{linspace: [0.5, 1, 2]}}, params: {{probs: uniform}}}}
+          x: {{mechanism: categorical, domain: {{linspace: [0, 1, 5]}}, params: {{probs: uniform}}}}
+          y: {{mechanism: categorical, domain: {{linspace: [0, 1, 5]}}, params: {{probs: uniform}}}}
+          img:
+            mechanism: vae_decoder
+            parents: [shape, turn, size, x, y]
+            domain: {{image: [16, 16]}}
+            params: {params}
+    """), "geometric.yaml")
+
+
+def test_turning_a_template_by_90_degrees_is_rot90_and_scaling_by_1_is_the_identity():
+    torch.manual_seed(0)
+    template = torch.randn(4, 16, 16)
+    n, quarter, zero, one, still = 4, torch.full((4,), math.pi / 2), torch.zeros(4), torch.ones(4), torch.zeros(4, 2)
+    torch.testing.assert_close(turn(template, quarter, one, still, 16, -5.0), torch.rot90(template, 1, (-2, -1)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(turn(template, zero, one, still, 16, -5.0), template, atol=1e-5, rtol=0)
+    # sampled on a coarser patch (the canvas): turning then sampling is sampling the turned template
+    torch.testing.assert_close(turn(template, quarter, one, still, 8, -5.0), turn(torch.rot90(template, 1, (-2, -1)), zero, one, still, 8, -5.0), atol=1e-5, rtol=0)
+    half = turn(template, zero, one / 2, still, 16, -5.0)  # half the size: the middle half of the patch, background around it
+    assert (half[:, :2] == -5.0).all() and (half[:, :, -2:] == -5.0).all()
+
+
+def test_the_sub_pixel_move_folded_into_the_sample_is_places_bilinear_move():
+    torch.manual_seed(0)
+    patch = torch.randn(6, 8, 8)
+    patch[:, [0, -1], :] = patch[:, :, [0, -1]] = -5.0
+    offset = torch.rand(6, 2) - 0.5
+    whole, rest = corner(offset, 8, 16, 16)
+    turned = turn(patch, torch.zeros(6), torch.ones(6), rest * (2 / 8), 8, -5.0)
+    torch.testing.assert_close(pasted(turned, whole, 16, 16, -5.0).image(), paste(patch, offset, 16, 16, -5.0), atol=1e-5, rtol=0)
+
+
+def test_the_geometric_decoder_draws_a_template_of_the_shape_only_and_turns_it():
+    m = build_scm(geometric_dag(GEOMETRIC.replace("canvas: 8", "canvas: 8, oversample: 1"))).mechanisms["img"]
+    assert m.drawn == ("shape",) and m.decoder[-1].out_features == 8 * 8
+    parents = {"shape": torch.tensor([1, 1]), "turn": torch.tensor([0, 1]), "size": torch.tensor([1, 1]), "x": torch.tensor([2, 2]), "y": torch.tensor([2, 2])}
+    with torch.no_grad():
+        m.shift.bias.zero_(), m.shift.weight.zero_()  # centred: no sub-pixel move
+        patch = m.sprite(parents, torch.zeros(2, 2)).values.view(2, 8, 8)
+    torch.testing.assert_close(patch[1], torch.rot90(patch[0], 1, (-2, -1)), atol=1e-4, rtol=0)  # turn 90deg (a deg domain)
+    assert m.decoder[-1].out_features == 64 and build_scm(geometric_dag()).mechanisms["img"].decoder[-1].out_features == 16 * 16
+
+
+@pytest.mark.parametrize("bias", [0.0, 40.0, -40.0])
+def test_geometric_null_intervention_reproduces_the_image_bit_for_bit(bias):
+    pyro.set_rng_seed(0)
+    scm = build_scm(geometric_dag())
+    m = scm.mechanisms["img"]
+    with torch.no_grad():
+        m.decoder[-1].bias.add_(bias)
+        values = scm(300)
+        parents = scm.parents("img", values)
+        for image in (values["img"], torch.bernoulli(torch.full_like(values["img"], 0.5))):
+            noise = m.abduct(image, parents)
+            assert torch.equal(m.assign(parents, noise), image)
+            assert ((noise["U_img_pix"] >= 0) & (noise["U_img_pix"] < 1)).all()
+        z = torch.randn(300, 2)
+        assert torch.allclose(m.probs(parents, z), torch.sigmoid(m.logits(parents, z)))
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ("{decoder: affine, rotate: [turn], translate: [x, y], canvas: 8}", "rotate and scale are parameters of the geometric decoder only"),
+        ("{decoder: geometric, rotate: [turn, size], translate: [x, y], canvas: 8}", r"rotate takes one parent, got \['turn', 'size'\]"),
+        ("{decoder: geometric, scale: [shape], translate: [x, y], canvas: 8}", "scale: 'shape' must have a numeric domain"),
+        ("{decoder: geometric, rotate: [x], translate: [x, y], canvas: 8}", "translate, rotate and scale must name different parents"),
+        ("{decoder: geometric, canvas: 8}", r"geometric decoder needs translate: \[horizontal, vertical\]"),
+        ("{decoder: geometric, translate: [x, y], canvas: 8, oversample: 0}", "oversample must be a positive integer"),
+    ],
+)
+def test_geometric_params_are_validated_with_the_node_named(params, message):
+    with pytest.raises(DagError, match=message) as error:
+        build_scm(geometric_dag(params))
+    assert "geometric.yaml:" in str(error.value) and "node 'img'" in str(error.value)
+
+
+def test_a_scale_parent_must_be_a_positive_factor():
+    dag = geometric_dag("{decoder: geometric, scale: [x], translate: [size, y], canvas: 8}")  # x runs from 0
+    with pytest.raises(DagError, match="scale: 'x' must be a positive factor"):
+        build_scm(dag)
+
+
+def test_a_patch_just_past_the_edge_stays_at_the_edge_when_its_rest_is_clamped():
+    offset = torch.tensor([[-0.5001, 0.0], [0.5001, 0.0]])  # corner 0.003 px left of the image, and right of its last place
+    whole, rest = corner(offset, 8, 16, 16, clamp_rest=True)
+    assert whole[:, 0].tolist() == [0, 8] and rest[:, 0].tolist() == [0.0, 0.0]
+    whole, rest = corner(offset, 8, 16, 16)  # the affine convention: the whole pixels clamped, the rest kept
+    assert whole[:, 0].tolist() == [0, 8] and rest[0, 0] > 0.99

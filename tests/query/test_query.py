@@ -123,7 +123,7 @@ def test_png_errors(scm, tmp_path, monkeypatch):
     Image.fromarray(np.zeros((32, 48), np.uint8)).save("small.png")
     assert "48x32 pixels" in error(scm, f'given png("small.png", {labels}), do(x=1)')
     (tmp_path / "text.png").write_text("not an image")
-    assert "not a readable image" in error(scm, f'given png("text.png", {labels}), do(x=1)')
+    assert "not a PNG image" in error(scm, f'given png("text.png", {labels}), do(x=1)')
     Image.fromarray(np.zeros((64, 64), np.uint8)).save("blank.png")
     message = error(scm, 'given png("blank.png", shape=heart), do(x=1)')
     assert "missing: orientation, scale, x, y" in message and "cq train-oracles" in message
@@ -161,3 +161,13 @@ def test_partial_labels_are_completed_from_pixels(scm, tmp_path):
     program = parse('given png("raw.png", shape=heart), do(x=0)', str(tmp_path / "q.cq"))
     [answer] = Runner(scm, program, oracles=TruthOracles([index])).run()
     assert set(answer.evidence["inferred from pixels"]) == {"orientation", "scale", "x", "y"}
+
+
+def test_an_image_with_no_sprite_gets_no_labels_invented(scm, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save("blank.png")
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save("full.png")
+    runner = lambda text: Runner(scm, parse(text, "q.cq"), oracles=TruthOracles(np.array([0]))).run()  # noqa: E731
+    for name, what in (("blank", "nothing on"), ("full", "everything on")):
+        with pytest.raises(QueryError, match=what):
+            runner(f'given png("{name}.png"), do(x=1)')

@@ -68,19 +68,25 @@ class DSprites(World):
         return render.render(**factors)
 
     def families(self) -> list:
-        """null, do(shape=each value), do(each other label), do(x, y) and do(shape, x, y) where the DAG has them."""
+        """null, do(shape=each value), do(each other label), do(x, y) and do(shape, x, y) where the DAG has them;
+        then do(label, rare) for those other labels (values the declared mechanism makes rarest, see
+        ``engine.evaluate.RARE``) and do(shape, label) over the whole grid, for per-cell fidelity tables."""
         labels = self.dag.labels
-        out = [Family("null", ())]
+        out, others = [Family("null", ())], []
         for node in labels:
             domain = self.dag.nodes[node].domain
             if domain.kind == "names":
                 out += [Family(f"do({node}={v})", (node,), v) for v in domain.values]
             elif node not in HIDDEN_FAMILY:
                 out.append(Family(f"do({node})", (node,)))
+                others.append(node)
         if set(HIDDEN_FAMILY) <= set(labels):
             out.append(Family("do(x, y)", HIDDEN_FAMILY))
             if "shape" in labels:
                 out.append(Family("do(shape, x, y)", ("shape", *HIDDEN_FAMILY)))
+        out += [Family(f"do({node}, rare)", (node,), "<rare>") for node in others if self.dag.nodes[node].domain.is_discrete]
+        if "shape" in labels:
+            out += [Family(f"do(shape, {node})", ("shape", node), "<grid>") for node in others if self.dag.nodes[node].domain.is_discrete]
         return out
 
     def oracles(self, run_dir):

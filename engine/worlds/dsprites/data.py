@@ -10,7 +10,6 @@ independent root, exactly as the dataset itself has it.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from engine.worlds.dsprites import render as dsprites
 from engine.model.dag import DagSpec
 from engine.errors import DagError, DataError
+from engine.files import read_npz, write_atomic
 from engine.model.scm import build_scm
 
 TEST_FRACTION = 0.1
@@ -94,31 +94,47 @@ def save(labels: LabelSet, path: str | Path) -> None:
     """Write an npz atomically (temporary file, then rename)."""
     arrays = {f"label_{k}": v for k, v in labels.labels.items()}
     arrays.update(index=labels.index, dag_hash=np.array(labels.dag_hash), seed=np.array(labels.seed))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def load(path: str | Path) -> LabelSet:
-    """Read a resampled set written by ``save``; a missing or foreign file is a DataError."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            labels = {k[len("label_"):]: f[k].astype(np.int64) for k in f.files if k.startswith("label_")}
-            dag_hash, seed = str(f["dag_hash"]), int(f["seed"])
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; create it with 'cq data resample --out {path}'") from None
-    except (OSError, ValueError, KeyError, EOFError):
-        raise DataError(f"{path}: not a resampled label set (an .npz written by 'cq data resample')") from None
-    if set(labels) != set(dsprites.FACTORS):
-        raise DataError(f"{path}: not a resampled label set (factors {sorted(labels)})")
-    return LabelSet(labels, dag_hash, seed)
+    """Read a resampled set written by ``save``; a missing, corrupt or foreign file is a DataError naming the array.
+
+    Each factor's labels must be one whole-number class index per unit, within its grid:
+    float labels are refused rather than truncated, as are 2-D arrays and arrays of another length.
+    """
+    foreign = f"{path}: not a resampled label set (an .npz written by 'cq data resample')"
+    if not os.path.lexists(path):
+        raise DataError(f"{path}: no such file; create it with 'cq data resample --out {path}'")
+    arrays = read_npz(path, hint=f"it is not a resampled label set, which 'cq data resample --out {path}' writes")
+    keys = [f"label_{f}" for f in dsprites.FACTORS]
+    missing = [k for k in (*keys, "dag_hash", "seed") if k not in arrays]
+    if missing:
+        raise DataError(f"{foreign}: missing array(s) {', '.join(missing)}; present: {', '.join(arrays) or 'none'}")
+    extra = sorted(k for k in arrays if k.startswith("label_") and k not in keys)
+    if extra:
+        raise DataError(f"{foreign}: array(s) {', '.join(extra)} are not dSprites factors ({', '.join(dsprites.FACTORS)})")
+    dag_hash, seed = arrays["dag_hash"], arrays["seed"]
+    if dag_hash.shape != () or dag_hash.dtype.kind != "U":
+        raise DataError(f"{path}: the array 'dag_hash' has shape {dag_hash.shape} of {dag_hash.dtype}; it must be one string")
+    if seed.shape != () or seed.dtype.kind not in "iu":
+        raise DataError(f"{path}: the array 'seed' has shape {seed.shape} of {seed.dtype}; it must be one whole number")
+    n = len(arrays[keys[0]]) if arrays[keys[0]].ndim else 0
+    labels = {}
+    for factor, key in zip(dsprites.FACTORS, keys):
+        values, size = arrays[key], dsprites.SIZES[factor]
+        if values.ndim != 1 or len(values) != n or n == 0:
+            raise DataError(f"{path}: the array '{key}' has shape {values.shape}; every factor needs one label per unit, "
+                            f"shape ({n},) like '{keys[0]}', with at least one unit")
+        if values.dtype.kind not in "iu":
+            raise DataError(f"{path}: the array '{key}' holds {values.dtype} values; '{factor}' labels are whole-number "
+                            f"class indices 0 to {size - 1} (resample the file rather than round them)")
+        outside = np.flatnonzero((values < 0) | (values >= size))
+        if len(outside):
+            i = int(outside[0])
+            raise DataError(f"{path}: the array '{key}' holds {values[i]} at row {i}; '{factor}' takes class indices 0 to {size - 1}")
+        labels[factor] = values.astype(np.int64)
+    return LabelSet(labels, str(dag_hash), int(seed))
 
 
 def images(index: np.ndarray, npz: str | None = None) -> np.ndarray:

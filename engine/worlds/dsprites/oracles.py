@@ -45,6 +45,7 @@ CROP = 32  # side of the window every net sees
 PER_PIXEL = 31 / 32  # x and y grid steps per pixel: the sprite centre moves from pixel 16 to 48
 ORDERS = (4, 2, 1)  # rotational symmetry order of square, ellipse, heart (dsprites.SHAPES)
 STEP = float(dsprites.VALUES["orientation"][1])  # the orientation grid step, 2*pi / 39
+MAX_WIDTH = 1024  # the widest first conv layer a saved config may ask for (the nets then hold about 1 GB)
 
 
 @dataclass
@@ -285,7 +286,13 @@ def save_oracles(oracles: Oracles, run_dir: str | Path, **record) -> Path:
 
 
 def load_oracles(run_dir: str | Path) -> Oracles | None:
-    """The oracles in run_dir/oracles.pt (beside model.pt, or that file); None if absent, CheckpointError if bad."""
+    """The oracles in run_dir/oracles.pt (beside model.pt, or that file); None if absent, CheckpointError if bad.
+
+    The file is checked before it is used: a config of OracleConfig's fields and types, a
+    state_dict of finite tensors whose shapes are those of the nets its config builds (built
+    on the meta device first, so that a config asking for huge nets allocates nothing), and
+    metrics of numbers.
+    """
     path = Path(run_dir)
     if path.is_dir() or not path.suffix:
         path = path / FILENAME
@@ -295,11 +302,56 @@ def load_oracles(run_dir: str | Path) -> Oracles | None:
         return None
     retrain = f"retrain them with 'cq train-oracles --model {path.parent}'"
     state = read_marked(path, FORMAT, VERSION, kind="pseudo-oracles file", hint=retrain)
-    known = {f.name for f in fields(OracleConfig)}
-    oracles = Oracles(OracleConfig(**{k: v for k, v in state.get("config", {}).items() if k in known}))
+    config = _saved_config(state, path, retrain)
+    weights = state.get("state_dict")
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in weights.items()):
+        raise CheckpointError(f"{path}: 'state_dict' must be a dict of tensors, got {type(weights).__name__}; {retrain}")
+    with torch.device("meta"):
+        want = {k: tuple(v.shape) for k, v in Oracles(config).state_dict().items()}
+    saved = {k: tuple(v.shape) for k, v in weights.items()}
+    if want != saved:
+        differ = [k for k in want if k in saved and want[k] != saved[k]]
+        detail = f"'{differ[0]}' is {list(saved[differ[0]])}, the nets take {list(want[differ[0]])}" if differ else \
+            f"{len(set(want) ^ set(saved))} tensor(s) missing or unexpected"
+        raise CheckpointError(f"{path}: its weights do not fit the oracle nets ({detail}); {retrain}")
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: the tensor 'state_dict.{name}' holds NaN or infinite values; {retrain}")
+    metrics = state.get("metrics", {})
+    if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()):
+        raise CheckpointError(f"{path}: 'metrics' must be a dict of numbers; {retrain}")
+    oracles = Oracles(config)
     try:
-        oracles.load_state_dict(state["state_dict"])
+        oracles.load_state_dict(weights)
     except (KeyError, RuntimeError) as e:
         raise CheckpointError(f"{path}: its weights do not fit the oracle nets ({str(e).splitlines()[0]}); {retrain}") from None
-    oracles.metrics = dict(state.get("metrics", {}))
+    oracles.metrics = dict(metrics)
     return oracles.eval()
+
+
+def _saved_config(state: dict, path: Path, retrain: str) -> OracleConfig:
+    """The OracleConfig of a loaded file, each known field checked (unknown fields are ignored)."""
+    saved = state.get("config", {})
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: 'config' must be a dict, got {type(saved).__name__}; {retrain}")
+    for name, value in saved.items():
+        check, want = _CONFIG.get(name, (lambda v: True, ""))
+        if not check(value):
+            raise CheckpointError(f"{path}: 'config.{name}' must be {want}, got {repr(value)[:60]}; {retrain}")
+    known = {f.name for f in fields(OracleConfig)}
+    return OracleConfig(**{k: v for k, v in saved.items() if k in known})
+
+
+def _whole(low: int, high: int = 2**62):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high, f"a whole number from {low} to {high:,}"
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf
+
+
+_CONFIG = {  # what each saved OracleConfig field may hold
+    "n": _whole(1), "epochs": _whole(1), "batch_size": _whole(1), "eval_n": _whole(1), "seed": _whole(0), "threads": _whole(0),
+    "width": _whole(1, MAX_WIDTH), "lr": (_number, "a finite number > 0"),
+    "minutes": (lambda v: v is None or _number(v), "none or a finite number > 0"), "device": (lambda v: isinstance(v, str), "a string"),
+}
