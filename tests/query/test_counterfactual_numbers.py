@@ -12,7 +12,6 @@ first one's length: exact answers to compare the Monte Carlo with (within 4 stan
 import numpy as np
 import pytest
 import torch
-from scipy.stats import norm
 
 from engine.causal import inference
 from engine.model.dag import load_dag, parse_dag
@@ -20,6 +19,11 @@ from engine.model.scm import build_scm
 from engine.worlds.world import Units, World
 from tests.conftest import ROOT
 from tests.query.toy import ask, toy_scm
+
+
+def normal_cdf(x, mu, sigma):
+    """The normal CDF in float64 (no scipy in the test dependencies)."""
+    return torch.special.ndtr((torch.as_tensor(x, dtype=torch.float64) - mu) / sigma).numpy()
 
 GRID = np.linspace(0, 1, 5)
 EDGES = np.concatenate([[-np.inf], (GRID[1:] + GRID[:-1]) / 2, [np.inf]])
@@ -55,7 +59,7 @@ def mu_z(y):
 
 def interval(mu, k, sigma=0.3):
     """The quantile interval of value k under N(mu, sigma) discretized."""
-    return norm.cdf(EDGES[k], mu, sigma), norm.cdf(EDGES[k + 1], mu, sigma)
+    return normal_cdf(EDGES[k], mu, sigma), normal_cdf(EDGES[k + 1], mu, sigma)
 
 
 def moved(mu, k, new_mu, sigma=0.3):
@@ -101,7 +105,7 @@ def test_two_steps_down_the_chain_share_the_unit_noise(chain):
 
 def test_a_population_given_evidence(chain):
     # P(y@do(x=1) >= 0.75 | y = 0.25): x from its exact posterior given y, then the overlap
-    prior = np.diff(norm.cdf(EDGES, 0.5, 0.3))
+    prior = np.diff(normal_cdf(EDGES, 0.5, 0.3))
     likelihood = np.array([np.diff(interval(mu_y(GRID[i]), 1))[0] for i in range(5)])
     posterior = prior * likelihood / (prior * likelihood).sum()
     truth = sum(posterior[i] * moved(mu_y(GRID[i]), 1, mu_y(1.0))[3:].sum() for i in range(5))
@@ -119,7 +123,7 @@ def test_a_selection_of_the_world_units(chain):
 
 def test_pns_pn_ps_by_their_closed_forms(chain):
     e = EDGES[3]  # y > 0.5 iff U > F_mu(e): one shared quantile decides both worlds
-    f_hi, f_lo = norm.cdf(e, mu_y(1.0), 0.3), norm.cdf(e, mu_y(0.0), 0.3)
+    f_hi, f_lo = normal_cdf(e, mu_y(1.0), 0.3), normal_cdf(e, mu_y(0.0), 0.3)
     pns = one(chain, "PNS(y > 0.5, do(x=1), do(x=0))")
     close(pns, f_lo - f_hi)
     assert pns.details["expansion"] == "P(y@do(x=1) > 0.5, y@do(x=0) <= 0.5)"
