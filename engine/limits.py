@@ -19,3 +19,5 @@ MAX_BATCH = 65_536
 MAX_WORKERS = 256
 #: torch CPU threads
 MAX_THREADS = 1024
+#: the widest layer (and latent size) a mechanism's YAML may ask for, checked before any network is built
+MAX_WIDTH = 16_384

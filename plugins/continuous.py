@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.limits import MAX_WIDTH
 from engine.model.mechanism import Mechanism
 from engine.model.registry import get_mechanism, register_mechanism
 from engine.model.yamlfile import number
@@ -197,8 +198,8 @@ class MlpGaussian(Additive, nn.Module):
         if any(d.is_image for d in parents.values()):
             raise self.error("mlp_gaussian takes names and numbers as parents, not images")
         hidden = self.param("hidden", [64])
-        if not isinstance(hidden, list) or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
-            raise self.error(f"hidden must be a list of positive layer widths, got {hidden!r}")
+        if not isinstance(hidden, list) or len(hidden) > 16 or not all(isinstance(h, int) and not isinstance(h, bool) and 0 < h <= MAX_WIDTH for h in hidden):
+            raise self.error(f"hidden must be a list of at most 16 layer widths from 1 to {MAX_WIDTH:,}, got {hidden!r}")
         truth = self.param("truth", required=True)
         if not isinstance(truth, dict) or not isinstance(truth.get("mechanism"), str) or set(truth) - {"mechanism", "params"}:
             raise self.error("truth must be {mechanism: NAME, params: {...}}: the world's mechanism that generates the data")

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.limits import MAX_WIDTH
 from engine.model.mechanism import Mechanism
 from engine.model.registry import get_mechanism, register_mechanism
 from plugins.categorical import Categorical
@@ -105,8 +106,8 @@ class MlpCategorical(Fitted):
         if self.domain.is_image or any(d.is_image for d in parents.values()):
             raise self.error("mlp_categorical needs label domains for the node and its parents")
         hidden = self.param("hidden", [64])
-        if not isinstance(hidden, list) or not all(isinstance(h, int) and h > 0 for h in hidden):
-            raise self.error(f"hidden must be a list of positive layer widths, got {hidden!r}")
+        if not isinstance(hidden, list) or len(hidden) > 16 or not all(isinstance(h, int) and not isinstance(h, bool) and 0 < h <= MAX_WIDTH for h in hidden):
+            raise self.error(f"hidden must be a list of at most 16 layer widths from 1 to {MAX_WIDTH:,}, got {hidden!r}")
         truth = self.param("truth", required=True)
         if not isinstance(truth, dict) or not isinstance(truth.get("mechanism"), str):
             raise self.error("truth must be {mechanism: NAME, params: {...}}: the world's mechanism that generates the data")

@@ -73,6 +73,7 @@ from torch import nn
 
 from plugins.binary_image import BinaryImage
 from plugins.gray_image import GrayImage, PixelScale, gray_assign, gray_noise
+from engine.limits import MAX_WIDTH
 from engine.model.mechanism import Mechanism
 from engine.model.registry import register_mechanism
 
@@ -289,13 +290,13 @@ class VaeDecoder(Mechanism, nn.Module):
         if c["decoder"] not in DECODERS:
             raise self.error(f"decoder must be one of {', '.join(DECODERS)}, got {c['decoder']!r}")
         for key in ("latent_dim", "canvas", "channels", "encoder_hidden", "pool", "oversample"):
-            if isinstance(c[key], bool) or not isinstance(c[key], int) or c[key] < 1:
-                raise self.error(f"{key} must be a positive integer, got {c[key]!r}")
+            if isinstance(c[key], bool) or not isinstance(c[key], int) or not 1 <= c[key] <= MAX_WIDTH:
+                raise self.error(f"{key} must be a whole number from 1 to {MAX_WIDTH:,}, got {c[key]!r}")
         hidden = c["hidden"]
         if isinstance(hidden, int) and not isinstance(hidden, bool):
             c["hidden"] = hidden = [hidden]
-        if not isinstance(hidden, list) or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
-            raise self.error(f"hidden must be a list of positive layer widths, e.g. [256, 512], got {hidden!r}")
+        if not isinstance(hidden, list) or not 1 <= len(hidden) <= 16 or not all(isinstance(h, int) and not isinstance(h, bool) and 0 < h <= MAX_WIDTH for h in hidden):
+            raise self.error(f"hidden must be a list of 1 to 16 layer widths from 1 to {MAX_WIDTH:,}, e.g. [256, 512], got {hidden!r}")
         for key in ("logit_bound", "kl_weight"):
             if isinstance(c[key], bool) or not isinstance(c[key], (int, float)) or c[key] <= 0:
                 raise self.error(f"{key} must be a positive number, got {c[key]!r}")

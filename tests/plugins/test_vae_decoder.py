@@ -183,8 +183,10 @@ def test_cuda_places_everything_on_the_gpu():
         ("{translate: [shape, y]}", "translate: 'shape' must have a numeric domain"),
         ("{}", r"affine decoder needs translate: \[horizontal, vertical\]"),
         ("{decoder: mlp, translate: [x, y]}", "translate is a parameter of the affine and geometric decoders only"),
-        ("{translate: [x, y], hidden: [16, -2]}", "hidden must be a list of positive layer widths"),
-        ("{translate: [x, y], latent_dim: 0}", "latent_dim must be a positive integer"),
+        ("{translate: [x, y], hidden: [16, -2]}", "hidden must be a list of 1 to 16 layer widths"),
+        ("{translate: [x, y], hidden: [1000000000]}", "widths from 1 to 16,384"),
+        ("{translate: [x, y], latent_dim: 1000000000}", "latent_dim must be a whole number from 1 to 16,384"),
+        ("{translate: [x, y], latent_dim: 0}", "latent_dim must be a whole number from 1"),
         ("{translate: [x, y], angles: turn}", "angles must be a list of parent names"),
         ("{translate: [x, y], canvas: 8, pool: 3}", "pool must divide the image sides"),
         ("{translate: [x, y]}", r"canvas \(32\) must fit in the binary image 16x16"),
@@ -448,7 +450,7 @@ def test_geometric_null_intervention_reproduces_the_image_bit_for_bit(bias):
         ("{decoder: geometric, scale: [shape], translate: [x, y], canvas: 8}", "scale: 'shape' must have a numeric domain"),
         ("{decoder: geometric, rotate: [x], translate: [x, y], canvas: 8}", "translate, rotate and scale must name different parents"),
         ("{decoder: geometric, canvas: 8}", r"geometric decoder needs translate: \[horizontal, vertical\]"),
-        ("{decoder: geometric, translate: [x, y], canvas: 8, oversample: 0}", "oversample must be a positive integer"),
+        ("{decoder: geometric, translate: [x, y], canvas: 8, oversample: 0}", "oversample must be a whole number from 1"),
     ],
 )
 def test_geometric_params_are_validated_with_the_node_named(params, message):
