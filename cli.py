@@ -143,7 +143,7 @@ def query_command(args) -> None:
     from engine.query.answers import NumericAnswer
     from engine.lang import parse_file
     from engine.query.runner import Runner
-    from engine.outputs import answer_folders, check_writable
+    from engine.outputs import answer_folders, check_writable, prepare_output
     from engine.worlds.world import build_world
 
     check_writable(args.out)
@@ -162,19 +162,21 @@ def query_command(args) -> None:
         dag, scm = load_model(model, dag=args.dag)
         oracles = build_world(dag).oracles(model)
     world = build_world(dag)
-    for path, out in zip(args.files, folders):
-        program = parse_file(path)
-        inference.seed(args.seed)
-        with torch.no_grad():
-            answers = Runner(scm, program, world=world, oracles=oracles).run()
-        for answer, record in zip(answers, report.write(answers, out)):
-            if args.json:
-                print(json.dumps(record))
-            elif isinstance(answer, NumericAnswer):
-                chart = f"\n    chart {record['chart']}" if "chart" in record else ""
-                print(f"{path}:{record['line']}: {report.line(answer)}{chart}")
-            else:
-                print(f"{path}:{record['line']}: {record['statement']}\n    {len(record['samples'])} {record['kind']} sample(s); panel {record.get('panel', '-')}")
+    with prepare_output(args.out, "query") as output:  # replaces only the answers an earlier cq query wrote
+        place = lambda p: output.path(os.path.relpath(os.path.abspath(p), os.path.abspath(output.folder)))  # noqa: E731
+        for path, out in zip(args.files, folders):
+            program = parse_file(path)
+            inference.seed(args.seed)
+            with torch.no_grad():
+                answers = Runner(scm, program, world=world, oracles=oracles).run()
+            for answer, record in zip(answers, report.write(answers, out, place)):
+                if args.json:
+                    print(json.dumps(record))
+                elif isinstance(answer, NumericAnswer):
+                    chart = f"\n    chart {record['chart']}" if "chart" in record else ""
+                    print(f"{path}:{record['line']}: {report.line(answer)}{chart}")
+                else:
+                    print(f"{path}:{record['line']}: {record['statement']}\n    {len(record['samples'])} {record['kind']} sample(s); panel {record.get('panel', '-')}")
 
 
 def eval_command(args) -> None:

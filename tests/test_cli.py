@@ -166,3 +166,22 @@ def test_a_folder_of_the_users_own_images_trains_and_answers(tmp_path):
     [record] = [json.loads(line) for line in cq("query", query, "--model", tmp_path / "run", "--out", tmp_path / "answers", "--json").stdout.splitlines()]
     assert record["samples"][0]["labels"]["pendulum"] == 30
     assert record["samples"][0]["labels"]["light"] == record["factual"]["labels"]["light"]
+
+
+def test_a_rerun_replaces_its_own_answers_and_nothing_else(tmp_path):
+    """cq query keeps a manifest: a rerun with fewer statements removes its stale answers, never a user's file."""
+    out = tmp_path / "answers"
+    query = tmp_path / "q.cq"
+    query.write_text("P(scale | shape=heart)\nP(shape)\n")
+    cq("query", query, "--dag", "dags/dsprites.yaml", "--out", out)
+    assert (out / "01_distribution.png").exists() and (out / "02_distribution.png").exists()
+    (out / "notes.txt").write_text("mine")
+    query.write_text("P(shape)\n")
+    cq("query", query, "--dag", "dags/dsprites.yaml", "--out", out)
+    assert (out / "01_distribution.png").exists() and not (out / "02_distribution.png").exists()
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "01_distribution.png").unlink()
+    (out / "01_distribution.png").write_text("a file cq did not write")
+    (out / ".cq-manifest.json").unlink()
+    assert "was not written by cq" in user_error("query", query, "--dag", "dags/dsprites.yaml", "--out", out)
+    assert (out / "01_distribution.png").read_text() == "a file cq did not write"

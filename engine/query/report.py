@@ -28,11 +28,15 @@ TILE = 128  # side of each panel tile in pixels, whatever the image size
 CAPTION = 74  # pixels of text under each tile
 
 
-def write(answers: list[Answer | NumericAnswer], out: str | Path) -> list[dict]:
-    """Write every answer's files under ``out``; return the JSON-ready dict of each."""
+def write(answers: list[Answer | NumericAnswer], out: str | Path, place=lambda path: path) -> list[dict]:
+    """Write every answer's files under ``out``; return the JSON-ready dict of each.
+
+    ``place(path)`` is asked for every file before it is written (``engine.outputs.Output``
+    records it in the folder's manifest, and refuses a file that cq did not write).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    return [(_write_numeric if isinstance(a, NumericAnswer) else _write_one)(k, a, out) for k, a in enumerate(answers, 1)]
+    return [(_write_numeric if isinstance(a, NumericAnswer) else _write_one)(k, a, out, place) for k, a in enumerate(answers, 1)]
 
 
 # ---- numeric answers ------------------------------------------------------------------------
@@ -46,10 +50,10 @@ def record(answer: NumericAnswer) -> dict:
             "stderr": answer.stderr, "method": answer.method, "draws": answer.draws} | details
 
 
-def _write_numeric(k: int, answer: NumericAnswer, out: Path) -> dict:
+def _write_numeric(k: int, answer: NumericAnswer, out: Path, place) -> dict:
     result = record(answer)
     if answer.kind == "distribution":
-        result["chart"] = str(chart(answer, out / f"{k:02d}_distribution.png"))
+        result["chart"] = str(chart(answer, place(out / f"{k:02d}_distribution.png")))
     return result
 
 
@@ -137,7 +141,7 @@ def _key(key) -> str:
 # ---- sample answers -------------------------------------------------------------------------
 
 
-def _write_one(k: int, answer: Answer, out: Path) -> dict:
+def _write_one(k: int, answer: Answer, out: Path, place) -> dict:
     folder = out / f"{k:02d}"
     record = {
         "kind": answer.kind,
@@ -148,22 +152,22 @@ def _write_one(k: int, answer: Answer, out: Path) -> dict:
         "inferred": answer.inferred,
     }
     if answer.factual is not None:
-        record["factual"] = _files(answer.factual, folder, "factual")
-    record["samples"] = [_files(s, folder, f"sample_{j:03d}") for j, s in enumerate(answer.samples)]
+        record["factual"] = _files(answer.factual, folder, "factual", place)
+    record["samples"] = [_files(s, folder, f"sample_{j:03d}", place) for j, s in enumerate(answer.samples)]
     tiles = ([("factual", answer.factual)] if answer.factual is not None else []) + [
         (f"{answer.kind[:14]} {j + 1}", s) for j, s in enumerate(answer.samples)
     ]
     if any(s.image is not None for _, s in tiles):
-        record["panel"] = str(panel(tiles, out / f"{k:02d}_{answer.kind}.png"))
+        record["panel"] = str(panel(tiles, place(out / f"{k:02d}_{answer.kind}.png")))
     return record
 
 
-def _files(sample: Sample, folder: Path, stem: str) -> dict:
+def _files(sample: Sample, folder: Path, stem: str, place) -> dict:
     record = {"labels": sample.labels}
     if sample.image is not None:
-        record["image"] = str(save_png(sample.image, folder / f"{stem}.png"))
+        record["image"] = str(save_png(sample.image, place(folder / f"{stem}.png")))
     if sample.mean is not None:
-        record["mean"] = str(save_png(sample.mean, folder / f"{stem}_mean.png"))
+        record["mean"] = str(save_png(sample.mean, place(folder / f"{stem}_mean.png")))
     return record
 
 

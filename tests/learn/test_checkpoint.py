@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine.learn import checkpoint
-from engine.errors import CheckpointError
+from engine.errors import CheckpointError, DagError
 from engine.model.dag import parse_dag
 from engine.model.scm import build_scm
 from tests.plugins.test_vae_decoder import tiny_dag
@@ -146,14 +146,17 @@ def test_non_finite_weights_name_the_tensor(tmp_path, bad):
 
 
 def test_a_dag_asking_for_a_huge_network_is_refused_before_it_is_built(tmp_path):
-    # the checkpoint's own DAG text now asks for latent_dim 10**9: a terabyte of weights, were it built
+    # the checkpoint's own DAG text now asks for latent_dim 16,000 (within the cap): compared on the meta device, never built
     save_tiny(tmp_path / "model.pt")
-    text = tiny_dag().text.replace("latent_dim: 2", "latent_dim: 1000000000")
+    text = tiny_dag().text.replace("latent_dim: 2", "latent_dim: 16000")
     huge = parse_dag(text, "tiny.yaml")
 
     def change(state):
         state["dag"].update(text=text, hash=huge.hash)
 
     tamper(tmp_path / "model.pt", change)
-    with pytest.raises(CheckpointError, match=r"weights for node 'img' do not fit its network \('.*' is \[.*\] in the file, \[\d+, 10000000\d\d\] in the DAG\)"):
+    with pytest.raises(CheckpointError, match=r"weights for node 'img' do not fit its network \('.*' is \[.*\] in the file, \[\d+, 160\d\d\] in the DAG\)"):
         checkpoint.load_model(tmp_path)
+    # beyond the cap the DAG itself is refused, before anything is sized
+    with pytest.raises(DagError, match="latent_dim must be a whole number from 1 to 16,384"):
+        build_scm(parse_dag(tiny_dag().text.replace("latent_dim: 2", "latent_dim: 1000000000"), "tiny.yaml"))
