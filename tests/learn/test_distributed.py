@@ -262,10 +262,14 @@ def test_a_silent_rank_times_out_the_others_instead_of_hanging(tiny, whole, tmp_
     start = time.perf_counter()
     with pytest.raises(ChildFailedError) as failed:
         torchrun(faulty, options, 2, True, {"CQ_DIST_TIMEOUT": "3"})
-    assert time.perf_counter() - start < 60
-    assert failed.value.failures[0].exitcode == 2  # cq's exit status for a CqError
+    assert time.perf_counter() - start < 60  # it does not hang
+    code = failed.value.failures[0].exitcode
     err = capfd.readouterr().err
-    assert "cq: error: rank 0 of 2: summing the gradients failed (Timed out waiting 3000ms" in err and "silent for over 3s" in err
+    # usually rank 0's collective times out and cq says so (exit 2); on a starved machine torch's own
+    # watchdog may abort the process first (SIGABRT), which still ends the run instead of hanging
+    assert code == 2 or code == -6, code
+    if code == 2:
+        assert "cq: error: rank 0 of 2: summing the gradients failed (Timed out waiting 3000ms" in err and "silent for over 3s" in err
 
 
 def test_cq_train_nproc_passes_its_other_options_to_each_process():
