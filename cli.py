@@ -106,7 +106,7 @@ def train_command(args) -> None:
     if model.exists() and not (args.resume or args.force):
         raise CqError(f"{model}: a trained model is already there; --resume continues its run, --force replaces it "
                       f"(and may be of another DAG), or choose another --out")
-    from engine.learn import distributed
+    from engine import distributed
 
     if args.nproc > 1 and not distributed.launched():  # this process becomes torchrun's launcher of N trainers
         options = distributed.command_line(vars(args), drop=("nproc", "run", "command"))
@@ -138,9 +138,10 @@ def dag_draw(args) -> None:
 def query_command(args) -> None:
     import torch
 
+    from engine import distributed
     from engine.causal import inference
     from engine.query import report
-    from engine.query.answers import NumericAnswer
+    from engine.query.answers import NumericAnswer, PopulationAnswer
     from engine.lang import parse_file
     from engine.query.runner import Runner
     from engine.outputs import answer_folders, check_writable, prepare_output
@@ -148,6 +149,9 @@ def query_command(args) -> None:
 
     check_writable(args.out)
     folders = answer_folders(args.out, args.files)
+    if args.nproc > 1 and not distributed.launched():  # this process becomes torchrun's launcher of N answerers
+        options = distributed.command_line(vars(args), drop=("nproc", "run", "command", "files"))
+        return distributed.launch(args.nproc, os.path.abspath(__file__), ["query", *options, *args.files], "answering")
     if args.model is None and args.dag is not None:  # the DAG alone: its declared label mechanisms, no image model
         from engine.model.dag import load_dag
         from engine.model.scm import build_scm
@@ -162,21 +166,32 @@ def query_command(args) -> None:
         dag, scm = load_model(model, dag=args.dag)
         oracles = build_world(dag).oracles(model)
     world = build_world(dag)
+    ranks, _ = distributed.join(torch.device("cpu"))  # under torchrun: selections are shared out, rank 0 writes
+    if not ranks.main:
+        for path in args.files:
+            inference.seed(args.seed)
+            with torch.no_grad():
+                Runner(scm, parse_file(path), world=world, oracles=oracles, ranks=ranks).run()
+        return ranks.leave()
     with prepare_output(args.out, "query") as output:  # replaces only the answers an earlier cq query wrote
         place = lambda p: output.path(os.path.relpath(os.path.abspath(p), os.path.abspath(output.folder)))  # noqa: E731
         for path, out in zip(args.files, folders):
             program = parse_file(path)
             inference.seed(args.seed)
+            out.mkdir(parents=True, exist_ok=True)
             with torch.no_grad():
-                answers = Runner(scm, program, world=world, oracles=oracles).run()
+                answers = Runner(scm, program, world=world, oracles=oracles, ranks=ranks, scratch=out).run()
             for answer, record in zip(answers, report.write(answers, out, place)):
                 if args.json:
                     print(json.dumps(record))
                 elif isinstance(answer, NumericAnswer):
                     chart = f"\n    chart {record['chart']}" if "chart" in record else ""
                     print(f"{path}:{record['line']}: {report.line(answer)}{chart}")
+                elif isinstance(answer, PopulationAnswer):
+                    print(f"{path}:{record['line']}: {report.population_line(answer)}\n    {record['npz']}, {record['summary']}, {record.get('examples', '-')}")
                 else:
                     print(f"{path}:{record['line']}: {record['statement']}\n    {len(record['samples'])} {record['kind']} sample(s); panel {record.get('panel', '-')}")
+    ranks.leave()
 
 
 def eval_command(args) -> None:
@@ -332,6 +347,8 @@ def parser() -> argparse.ArgumentParser:
     query.add_argument("--out", type=output_path, default="runs/answers", help="folder for PNG panels, images and distribution charts")
     query.add_argument("--json", action="store_true", help="print one JSON object per statement")
     query.add_argument("--seed", type=seed, default=0)
+    query.add_argument("--nproc", type=whole(1, limits.MAX_WORKERS), default=1,
+                       help="answer selections (NAME[...]) in N processes on this machine, through torchrun")
     query.set_defaults(run=query_command)
 
     evaluation = commands.add_parser("eval", help="measure counterfactuals against the renderer's ground truth")

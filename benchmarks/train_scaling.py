@@ -37,7 +37,7 @@ from torch.distributed.launcher.api import elastic_launch  # noqa: E402
 from torch.distributed.run import config_from_args, get_args_parser  # noqa: E402
 
 from engine.device import tune_cpu  # noqa: E402
-from engine.learn.distributed import Ranks, join  # noqa: E402
+from engine.distributed import Ranks, join  # noqa: E402
 from engine.learn.svi import SVI  # noqa: E402
 from engine.learn.train import TrainConfig, learnable  # noqa: E402
 from engine.model.dag import load_dag  # noqa: E402

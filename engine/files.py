@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import stat
 import struct
 import tempfile
@@ -148,3 +149,75 @@ def _npy_data(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, shape, dty
             done += len(chunk)
         f.read(1)  # reach the end, so that the zip checks the member's CRC
     return out.view(dtype).reshape(shape, order="F" if fortran else "C")
+
+
+class NpzStream:
+    """An npz archive written row block by row block, so that its arrays never sit in memory whole.
+
+    ``columns`` names each array's dtype and the shape of one row; ``rows`` is the final length.
+    Each array goes to its own .npy file beside ``path`` (a header, then blocks appended in
+    order); ``close`` zips them into ``path`` through ``write_atomic`` (deflated: binary images
+    packed by ``numpy.packbits`` are mostly zeros) and removes them. An archive left unclosed
+    leaves no file at ``path``, and ``discard`` removes what it wrote.
+    """
+
+    def __init__(self, path: str | Path, columns: dict[str, tuple[np.dtype, tuple[int, ...]]], rows: int):
+        self.path, self.rows, self.written = Path(path), rows, 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".parts"))
+        self.files = {}
+        try:
+            for name, (dtype, shape) in columns.items():
+                f = open(self.folder / f"{name}.npy", "wb")
+                self.files[name] = f
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (rows, *shape)}
+                np.lib.format.write_array_header_2_0(f, header)
+        except BaseException:
+            self.discard()
+            raise
+        self.columns = {name: (np.dtype(dtype), tuple(shape)) for name, (dtype, shape) in columns.items()}
+
+    def write(self, block: dict[str, np.ndarray]) -> None:
+        """Append the next rows: one array per column, all of the same length."""
+        n = {len(v) for v in block.values()}
+        if set(block) != set(self.columns) or len(n) != 1:
+            raise ValueError(f"a block needs the same number of rows of every column {sorted(self.columns)}")
+        for name, values in block.items():
+            dtype, shape = self.columns[name]
+            self.files[name].write(np.ascontiguousarray(values, dtype=dtype).reshape(-1, *shape).tobytes())
+        self.written += n.pop()
+
+    def close(self, extra: dict[str, np.ndarray] | None = None) -> Path:
+        """Zip every column (and the small ``extra`` arrays) into ``path``, atomically."""
+        if self.written != self.rows:
+            self.discard()
+            raise ValueError(f"{self.path}: {self.written} rows written of {self.rows}")
+        for f in self.files.values():
+            f.close()
+
+        def member(archive, name):  # a fixed date: the same arrays make the same bytes
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            return archive.open(info, "w", force_zip64=True)
+
+        def zipped(out):
+            with zipfile.ZipFile(out, "w", compresslevel=1) as archive:
+                for name in self.columns:
+                    with member(archive, name) as f, open(self.folder / f"{name}.npy", "rb") as part:
+                        shutil.copyfileobj(part, f, _CHUNK)
+                for name, value in (extra or {}).items():
+                    with member(archive, name) as f:
+                        np.lib.format.write_array(f, np.asarray(value), allow_pickle=False)
+
+        try:
+            return write_atomic(self.path, zipped)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Remove the column files (the archive, if closed, stays)."""
+        for f in self.files.values():
+            f.close()
+        for part in self.folder.glob("*.npy"):
+            part.unlink()
+        self.folder.rmdir()

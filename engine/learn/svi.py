@@ -13,7 +13,7 @@ documents for custom training loops. With the same Adam options it takes the ste
 than stepped on a zero one. ``pyro.infer.SVI`` keeps one optimizer per parameter tensor,
 whose per-tensor Python calls cost several percent of a step of the image decoder.
 
-Under torchrun (``ranks``, engine.learn.distributed) each rank steps on its slice of the batch;
+Under torchrun (``ranks``, engine.distributed) each rank steps on its slice of the batch;
 after the backward pass the gradients are summed over the ranks, so every rank takes the step
 of the whole batch on the same parameters. Parameters first seen in a step take rank 0's values.
 """
@@ -24,7 +24,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer import Trace_ELBO
 
-from engine.learn.distributed import Ranks
+from engine.distributed import Ranks
 
 ADAM = {"fused": True}  # Adam's update as one kernel per group of tensors, not five per tensor
 

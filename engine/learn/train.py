@@ -13,7 +13,7 @@ the same weights on the same CPU, and ``resume`` continues a killed run from its
 exactly as if it had not stopped.
 
 Under torchrun (``cq train --nproc N``, or ``torchrun --nproc-per-node N cli.py -- train ...``)
-the run is data-parallel (engine.learn.distributed): every rank walks the same global batches
+the run is data-parallel (engine.distributed): every rank walks the same global batches
 and steps on its slice of each, with the gradients summed over the ranks, so a step is the
 step of the whole batch; rank 0 alone writes the checkpoint and the report.
 """
@@ -33,7 +33,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from tqdm import tqdm
 
 from engine.learn import checkpoint
-from engine.learn.distributed import Ranks, join
+from engine.distributed import Ranks, join
 from engine.worlds.world import Units, World, build_world
 from engine.model.dag import DagSpec, load_dag
 from engine.errors import CqError

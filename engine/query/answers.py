@@ -7,6 +7,7 @@ or the images (inline PNG); ``engine.query.report`` writes them to disk.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,42 @@ class NumericAnswer:
         from engine.query import report
 
         return report.line(self)
+
+    def _repr_html_(self) -> str:
+        from engine.query import report
+
+        return report.html(self)
+
+
+@dataclass(frozen=True)
+class PopulationAnswer:
+    """The counterfactual of every unit a selection keeps (``engine.query.population``).
+
+    ``path`` is the .npz of every unit's labels and image (a scratch file until
+    ``engine.query.report`` moves it beside the other answers; None on ranks other than 0),
+    ``summary`` the counterfactual labels' shares, the fidelity and the speed, ``examples`` the
+    first units' factual, counterfactual and true images.
+    """
+
+    statement: str
+    line: int
+    selection: str
+    intervention: dict[str, Any]
+    path: Path | None
+    summary: dict[str, Any]
+    examples: dict[str, np.ndarray] = field(repr=False, compare=False)
+    kind: str = "population"
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The archive's arrays, read back."""
+        from engine.files import read_npz
+
+        return read_npz(self.path)
+
+    def __repr__(self) -> str:
+        from engine.query import report
+
+        return report.population_line(self)
 
     def _repr_html_(self) -> str:
         from engine.query import report

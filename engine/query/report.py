@@ -4,6 +4,10 @@ Sample answers: for statement number k, ``DIR/kk_<kind>.png`` is the panel (the 
 first, then the drawn images, each with its labels written under it), and ``DIR/kk/`` holds
 each image as a binary PNG (0/255) and each probability map as an 8-bit PNG.
 
+Population answers (a counterfactual over a selection): ``DIR/kk_population.npz`` holds every
+unit (engine.query.population says what), ``DIR/kk_summary.json`` the summary and
+``DIR/kk_examples.png`` the first units' factual, counterfactual and true images, in rows.
+
 Numeric answers: a JSON record (kind, statement, line, value, stderr, method, draws, and
 details such as snapped values, the @ form of PN/PS/PNS, the effective sample size); a
 distribution also gets ``DIR/kk_distribution.png``, a bar chart (discrete) or a histogram of
@@ -15,13 +19,16 @@ from __future__ import annotations
 import base64
 import html as escape
 import io
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from engine.images import save_png, to_uint8
-from engine.query.answers import Answer, NumericAnswer, Sample
+from engine.files import write_atomic
+from engine.images import grid, save_png, to_uint8
+from engine.query.answers import Answer, NumericAnswer, PopulationAnswer, Sample
 
 ZOOM = 2
 TILE = 128  # side of each panel tile in pixels, whatever the image size
@@ -36,7 +43,8 @@ def write(answers: list[Answer | NumericAnswer], out: str | Path, place=lambda p
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    return [(_write_numeric if isinstance(a, NumericAnswer) else _write_one)(k, a, out, place) for k, a in enumerate(answers, 1)]
+    writers = {NumericAnswer: _write_numeric, PopulationAnswer: _write_population, Answer: _write_one}
+    return [writers[type(a)](k, a, out, place) for k, a in enumerate(answers, 1)]
 
 
 # ---- numeric answers ------------------------------------------------------------------------
@@ -102,9 +110,13 @@ def chart(answer: NumericAnswer, path: Path) -> Path:
     return path
 
 
-def html(answer: Answer | NumericAnswer) -> str:
+def html(answer: Answer | NumericAnswer | PopulationAnswer) -> str:
     """A notebook's view: the number with its method, a distribution's table, or a sample answer's images inline."""
     title = f"<code>{escape.escape(answer.statement)}</code>"
+    if isinstance(answer, PopulationAnswer):
+        rows = [answer.examples[k] for k in ("factual", "counterfactual", "truth") if k in answer.examples]
+        picture = f'<br/><img src="data:image/png;base64,{_png64(grid(np.concatenate(rows), columns=len(rows[0])))}" style="image-rendering:pixelated" width="{130 * len(rows[0])}"/>' if rows else ""
+        return f"<div>{escape.escape(population_line(answer))}<br/>{escape.escape(str(answer.path))}{picture}</div>"
     if isinstance(answer, Answer):
         tiles = ([("factual", answer.factual)] if answer.factual is not None else []) + [(f"{answer.kind} {j + 1}", s) for j, s in enumerate(answer.samples)]
         cells = "".join(
@@ -136,6 +148,40 @@ def _number(value: float) -> str:
 
 def _key(key) -> str:
     return ", ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+
+
+# ---- population answers --------------------------------------------------------------------
+
+
+def _write_population(k: int, answer: PopulationAnswer, out: Path, place) -> dict:
+    archive = place(out / f"{k:02d}_population.npz")
+    shutil.move(answer.path, archive)  # a rename: the runner built it in this folder (cq query's scratch)
+    record = population_record(answer) | {"npz": str(archive)}
+    if answer.examples:
+        rows = [answer.examples[k] for k in ("factual", "counterfactual", "truth") if k in answer.examples]
+        record["examples"] = str(save_png(grid(np.concatenate(rows), columns=len(rows[0])), place(out / f"{k:02d}_examples.png"), scale=2))
+    summary = place(out / f"{k:02d}_summary.json")
+    write_atomic(summary, lambda f: f.write((json.dumps(record, indent=1) + "\n").encode()))
+    return record | {"summary": str(summary)}
+
+
+def population_record(answer: PopulationAnswer) -> dict:
+    """The JSON-ready record of a population answer."""
+    return {"kind": answer.kind, "statement": answer.statement, "line": answer.line, "selection": answer.selection,
+            "intervention": answer.intervention} | answer.summary
+
+
+def population_line(answer: PopulationAnswer) -> str:
+    """``given ..., do(...)  40,960 units; IoU 0.9961 (>0.9: 1.000); 2,310 images/s (2 processes)``."""
+    s = answer.summary
+    if not s:
+        return f"{answer.statement}  (answered on rank 0)"
+    fidelity = s.get("fidelity", {})
+    score = "".join(f"; {m} {fidelity[m]:.4f}" for m in ("iou", "mae_255") if m in fidelity)
+    above = f" (>0.9: {fidelity['above_0.9']:.3f})" if "above_0.9" in fidelity else ""
+    processes = s["processes"]
+    return (f"{answer.statement}  {s['units']:,} units{score}{above}; {s['images_per_s']:,.0f} images/s "
+            f"({processes} process{'es' if processes > 1 else ''})")
 
 
 # ---- sample answers -------------------------------------------------------------------------

@@ -3,8 +3,11 @@
 Sample statements (counterfactual, interventional, observational) draw images; counterfactual
 statements that intervene on the same nodes are answered together as one batch of tensors
 (``samples n`` repeats the unit n times), so a file of many statements costs a few batched
-passes. Numeric statements (``P(...)``, ``E[...]``, ``PN(...)``, arithmetic) are answered by
-``engine.query.estimands``: exactly by enumeration where they can be, else by Monte Carlo.
+passes. A counterfactual over a selection of the world's units (``given dsprites[shape=heart],
+do(shape=square)``) answers every unit, in blocks, to one archive (``engine.query.population``),
+its blocks shared among torchrun's ranks when ``ranks`` has several. Numeric statements
+(``P(...)``, ``E[...]``, ``PN(...)``, arithmetic) are answered by ``engine.query.estimands``:
+exactly by enumeration where they can be, else by Monte Carlo.
 
 A model built from the DAG alone (``build_scm(dag, dag.labels, world=True)``) answers every
 label-only statement; one that needs the image mechanism is an error that asks for a model.
@@ -18,21 +21,24 @@ import torch
 
 from engine.causal import inference
 from engine.causal.exact import Enumeration
+from engine.distributed import Ranks
 from engine.lang import nodes as ast
 from engine.model.scm import SCM
 from engine.query import estimands
-from engine.query.answers import Answer, NumericAnswer, Sample
+from engine.query.answers import Answer, NumericAnswer, PopulationAnswer, Sample
+from engine.query.population import Population
 from engine.query.resolve import Resolver
 from engine.query.units import Units
 from engine.worlds.world import build_world
 
-__all__ = ["Answer", "NumericAnswer", "Runner", "Sample"]
+__all__ = ["Answer", "NumericAnswer", "PopulationAnswer", "Runner", "Sample"]
 
 
 class Runner:
     """Answers the statements of one program with one model."""
 
-    def __init__(self, scm: SCM, program: ast.Program, *, world=None, oracles=None, device="cpu", bound=None, enumeration=None):
+    def __init__(self, scm: SCM, program: ast.Program, *, world=None, oracles=None, device="cpu", bound=None, enumeration=None,
+                 ranks: Ranks | None = None, scratch=None):
         self.scm, self.program, self.device = scm, program, device
         self.dag = scm.dag
         self.world = world if world is not None else build_world(scm.dag)
@@ -40,6 +46,7 @@ class Runner:
         self.units = Units(program, self.dag, self.world, images=self.images, oracles=oracles, device=device, bound=bound)
         self.resolver = Resolver(self.units, set(scm.mechanisms))
         self.enumeration = enumeration if enumeration is not None else Enumeration(scm)
+        self.ranks, self.scratch = ranks if ranks is not None else Ranks(), scratch
         self.handlers = {
             ast.Bind: self._bind,
             ast.Counterfactual: self._counterfactual,
@@ -49,7 +56,7 @@ class Runner:
         }
 
     @torch.no_grad()
-    def run(self) -> list[Answer | NumericAnswer]:
+    def run(self) -> list[Answer | NumericAnswer | PopulationAnswer]:
         """Answer every statement in order (binds answer nothing)."""
         answers: dict[int, Answer | NumericAnswer] = {}
         self._batches = defaultdict(list)
@@ -69,10 +76,16 @@ class Runner:
     def _numeric(self, i, statement: ast.Numeric) -> NumericAnswer:
         return estimands.answer(self, statement)
 
-    def _counterfactual(self, i, statement: ast.Counterfactual) -> None:
+    def _counterfactual(self, i, statement: ast.Counterfactual) -> PopulationAnswer | None:
         self._needs_images(statement)
-        unit = self.units.unit(statement.unit)
         act = self.units.values(statement.interventions, "intervention")
+        selection = self.units.population(statement.unit)
+        if selection is not None:
+            if statement.samples > 1:
+                raise self.program.error(statement, f"{selection.text} answers each of its {len(selection):,} units once; "
+                                                    "'samples N' repeats one unit: drop it, or name one unit")
+            return Population(self, self.ranks, self.scratch).answer(statement, selection, act)
+        unit = self.units.unit(statement.unit)
         self._batches[tuple(sorted(act))].append((i, statement, unit, act))
 
     def _interventional(self, i, statement: ast.Interventional) -> Answer:

@@ -107,6 +107,11 @@ class Units:
             raise self.program.error(unit, f"{unit.world}[...] selects a population; a statement over one unit needs {unit.world}[INDEX]")
         return self._png(unit)
 
+    def population(self, unit) -> UnitSet | None:
+        """The selection a statement's unit names (written out or bound to a name), else None."""
+        found = self._lookup(unit) if isinstance(unit, ast.VarRef) else unit
+        return self.unit_set(unit) if isinstance(found, ast.Selection) else None
+
     def unit_set(self, unit) -> UnitSet:
         """A unit or a selection, as numeric statements draw from it."""
         if isinstance(unit, ast.VarRef):

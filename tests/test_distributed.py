@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import pyro
@@ -18,16 +17,15 @@ import pytest
 import torch
 import yaml
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-from torch.distributed.launcher.api import elastic_launch
-from torch.distributed.run import config_from_args, get_args_parser
 
-from engine.learn import checkpoint, distributed
-from engine.learn.distributed import Ranks, Shard
+from engine import distributed
+from engine.learn import checkpoint
+from engine.distributed import Ranks, Shard
 from engine.learn.svi import SVI
 from engine.learn.train import TrainConfig, train
 from engine.model.dag import parse_dag
 from engine.model.scm import build_scm
-from tests.conftest import ROOT
+from tests.conftest import ROOT, torchrun
 
 DAG = textwrap.dedent("""
     name: parts
@@ -59,19 +57,6 @@ DAG = textwrap.dedent("""
 """)
 UNITS = 63  # split 32 + 31 over two ranks
 TINY = {"angles": ["orientation"], "translate": ["x", "y"], "hidden": [16], "latent_dim": 2, "encoder_hidden": 16}
-
-
-def torchrun(fn, *args, nproc: int = 2) -> dict:
-    """``fn(*args)`` in ``nproc`` ranks started by torchrun's own agent (torch.distributed.run), each rank's return value.
-
-    The ranks are forked from this process, whose imports are warm: seconds, where a cold start
-    of torch and Pyro in each process takes ten. A failed rank is torchrun's ChildFailedError.
-    """
-    options = [f"--nproc-per-node={nproc}", "--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0", f"--rdzv-id={uuid.uuid4()}",
-               "--start-method=fork", "--monitor-interval=0.1", "unused"]  # what --standalone sets, for a function
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as conftest.py's torch threads (torchrun warns when it sets it)
-    config, _, _ = config_from_args(get_args_parser().parse_args(options))
-    return elastic_launch(config, fn)(*args)
 
 
 # ---- the step: gradients summed over the ranks ----------------------------------------------------

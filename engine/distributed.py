@@ -1,4 +1,4 @@
-"""Data-parallel training over torchrun's processes: the ranks, what they share, and the launcher.
+"""Data-parallel work over torchrun's processes: the ranks, what they share, and the launcher.
 
     cq train --nproc 2 ...                                          # or, through torchrun itself:
     torchrun --standalone --nproc-per-node 2 cli.py -- train ...    # (--: torchrun would take --n for its --nnodes)
@@ -133,6 +133,16 @@ class Ranks:
             dist.broadcast_object_list(box, 0, device=self.device if self.device.type == "cuda" else None)
         return box[0]
 
+    def gather(self, tensor: torch.Tensor) -> list[torch.Tensor] | None:
+        """Every rank's ``tensor`` (of one shape and dtype on all ranks), on rank 0 in rank order; None on the others."""
+        if self.size == 1:
+            return [tensor]
+        mine = tensor.to(self.device)
+        out = [torch.empty_like(mine) for _ in range(self.size)] if self.main else None
+        with self._talk("gathering the answers"):
+            dist.gather(mine, out, dst=0)
+        return [t.cpu() for t in out] if self.main else None
+
     def barrier(self) -> None:
         """Wait until every rank is here."""
         if self.size > 1:
@@ -151,7 +161,7 @@ class Ranks:
         except RuntimeError as e:  # gloo and NCCL raise DistBackendError (a RuntimeError) for a lost or silent peer
             line = (str(e).strip().splitlines() or [type(e).__name__])[0]
             reason = re.sub(r"^\[[^\]]*\]\s*", "", line).split(". ")[0][:200]  # gloo's "[file.cc:553] Connection closed by peer ..."
-            raise CqError(f"rank {self.rank} of {self.size}: {what} failed ({reason}): another training process stopped "
+            raise CqError(f"rank {self.rank} of {self.size}: {what} failed ({reason}): another process stopped "
                           f"(its message is above) or was silent for over {self.timeout:g}s (CQ_DIST_TIMEOUT)") from None
 
 
@@ -221,7 +231,7 @@ def command_line(options: dict, *, drop=()) -> list[str]:
     return argv
 
 
-def launch(nproc: int, script: str, argv: list[str]) -> None:
+def launch(nproc: int, script: str, argv: list[str], job: str = "training") -> None:
     """Run ``script argv`` in ``nproc`` processes on this machine with torchrun (torch.distributed.run --standalone).
 
     When a process fails, torchrun stops the others; that is a CqError naming the failed ranks.
@@ -235,12 +245,12 @@ def launch(nproc: int, script: str, argv: list[str]) -> None:
     try:
         run(args)
     except ChildFailedError as e:
-        raise failure(e, nproc) from None
+        raise failure(e, nproc, job) from None
 
 
-def failure(error, nproc: int) -> CqError:
+def failure(error, nproc: int, job: str = "training") -> CqError:
     """torchrun's ChildFailedError as a CqError naming the ranks that failed and how."""
     failed = ", ".join(
         f"rank {rank} " + (f"was killed by {f.signal_name()}" if f.exitcode < 0 else f"exited with code {f.exitcode}")
         for rank, f in sorted(error.failures.items()))
-    return CqError(f"training in {nproc} processes failed: {failed} (see its message above); torchrun stopped the others")
+    return CqError(f"{job} in {nproc} processes failed: {failed} (see its message above); torchrun stopped the others")
