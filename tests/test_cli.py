@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,8 +70,10 @@ def test_query_answers_every_example_file(model, tmp_path):
     files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "queries").glob("*.cq"))
     lines = cq("query", *files, "--model", model, "--out", tmp_path, "--json", "--seed", 1).stdout.splitlines()
     records = [json.loads(line) for line in lines]
-    assert {r["kind"] for r in records} == {"counterfactual", "interventional", "observational"}
-    for r in records:
+    samples = [r for r in records if "samples" in r]
+    assert {r["kind"] for r in samples} == {"counterfactual", "interventional", "observational"}
+    assert {r["kind"] for r in records} - {r["kind"] for r in samples} == {"probability", "expectation", "distribution", "expression", "population"}
+    for r in samples:
         assert {"kind", "statement", "evidence", "intervention", "samples"} <= set(r)
         for s in r["samples"]:
             assert set(s["labels"]) == {"shape", "orientation", "scale", "x", "y"}
@@ -79,8 +82,14 @@ def test_query_answers_every_example_file(model, tmp_path):
             assert set(r["factual"]) >= {"labels", "image"}
         if r["statement"].startswith("given raw,"):  # queries/labels_from_pixels.cq: a PNG without labels
             assert set(r["evidence"]["inferred from pixels"]) == {"shape", "orientation", "scale", "x", "y"}
+    for r in records:
+        if r["kind"] in ("probability", "expectation", "expression"):
+            assert isinstance(r["value"], float) and r["stderr"] >= 0 and r["method"]
+    [population] = [r for r in records if r["kind"] == "population"]
+    assert population["units"] == 5120 and population["labels"]["shape"]["counterfactual"] == {"square": 1.0}
+    assert all(Path(population[k]).exists() for k in ("npz", "summary", "examples"))
     again = cq("query", *files, "--model", model, "--out", tmp_path / "again", "--json", "--seed", 1).stdout.splitlines()
-    strip = lambda rs: [[s["labels"] for s in json.loads(r)["samples"]] for r in rs]
+    strip = lambda rs: [[s["labels"] for s in json.loads(r)["samples"]] if "samples" in json.loads(r) else json.loads(r)["value"] if "value" in json.loads(r) else json.loads(r)["labels"] for r in rs]  # noqa: E731
     assert strip(lines) == strip(again)
 
 
