@@ -95,3 +95,21 @@ def test_sample_answers_show_their_images_inline():
     dag = load_dag(DAG)
     answer = Model(dag, build_scm(dag)).ask("given dsprites[3], do(shape=heart) samples 2")  # an untrained decoder
     assert answer.kind == "counterfactual" and answer._repr_html_().count("data:image/png;base64,") == 3
+
+
+def test_population_answers_keep_their_archive_and_show_their_examples():
+    import torch
+
+    from engine.api import Model
+    from engine.model.dag import load_dag
+    from engine.model.scm import build_scm
+
+    torch.manual_seed(0)
+    dag = load_dag(DAG)
+    answer = Model(dag, build_scm(dag)).ask("given dsprites[shape=heart, scale=1.0, x=0.0, y=0.0], do(scale=0.5)")  # 40 units
+    try:
+        assert answer.kind == "population" and answer.summary["units"] == 40
+        assert answer.arrays()["cf_scale"].tolist() == [0.5] * 40
+        assert "40 units" in repr(answer) and answer._repr_html_().count("data:image/png;base64,") == 1
+    finally:
+        answer.path.unlink()
