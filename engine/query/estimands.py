@@ -24,7 +24,8 @@ from engine.query.points import Points, ZeroDivision, all_hold, evaluate, exact_
 from engine.query.query import Arithmetic, Constant, Leaf, leaves, map_quantities
 
 LABEL_DRAWS = 100_000  # stderr of a probability at most 0.0016
-IMAGE_DRAWS = 1_000  # each draw decodes an image in every world
+IMAGE_DRAWS = 1_000  # an expectation of an image statistic: each draw decodes an image in every world
+IMAGE_EVENT_DRAWS = 10_000  # a probability or distribution over image statistics: stderr at most 0.005
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
@@ -129,12 +130,20 @@ def _summary(ctx, q, points: Points) -> tuple[dict, float, dict]:
 # ---- a whole statement ------------------------------------------------------------------------
 
 
+def default_draws(found: list[Leaf]) -> int:
+    """Draws when the statement names none: enough for a probability's stderr <= 0.005, fewer for image expectations."""
+    images = [leaf for leaf in found if any(q.statistic for q in leaf.quantities)]
+    if not images:
+        return LABEL_DRAWS
+    return IMAGE_DRAWS if all(leaf.kind == "expectation" for leaf in images) else IMAGE_EVENT_DRAWS
+
+
 def answer(ctx, statement: ast.Numeric) -> NumericAnswer:
     """Answer one numeric statement: resolve it, draw or enumerate points per population, combine."""
     tree = ctx.resolver.statement(statement)
     notes = dict(ctx.resolver.notes)
     plans = [_exact_form(ctx, leaf) for leaf in leaves(tree)]
-    draws = statement.draws or (IMAGE_DRAWS if any(q.statistic for leaf in leaves(tree) for q in leaf.quantities) else LABEL_DRAWS)
+    draws = statement.draws or default_draws(leaves(tree))
     points = _points(ctx, plans, draws)
     details = {"snapped": notes} if notes else {}
     if isinstance(statement.expr, ast.Causation):

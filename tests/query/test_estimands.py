@@ -154,3 +154,15 @@ def test_errors_say_where_and_what_is_valid(scm, text, place, words):
 def test_mixing_do_styles_is_a_parse_error(scm):
     with pytest.raises(QueryError, match="either"):
         ask(scm, "P(c@do(b=1) = alarm | do(a=hi))")
+
+
+def test_default_draws_keep_a_probabilitys_stderr_under_half_a_percent():
+    from engine.query.estimands import IMAGE_DRAWS, IMAGE_EVENT_DRAWS, LABEL_DRAWS, default_draws
+    from engine.query.query import Comparison, Constant, Leaf, Population, Quantity
+
+    area, y = Quantity("img", (), "area"), Quantity("y")
+    event = lambda q: Leaf("probability", (Comparison(q, ">", Constant(0.5), False),), Population(), None)  # noqa: E731
+    mean = Leaf("expectation", area, Population(), None)
+    assert default_draws([event(y)]) == LABEL_DRAWS and 0.5 / LABEL_DRAWS**0.5 < 0.005
+    assert default_draws([mean]) == IMAGE_DRAWS
+    assert default_draws([mean, event(area)]) == IMAGE_EVENT_DRAWS and 0.5 / IMAGE_EVENT_DRAWS**0.5 <= 0.005
