@@ -12,6 +12,9 @@ and one over all of them):
   twin-network simulation of the declared SCM (prior noise pushed through both worlds), per
   node on a coarse grid, beside the same distance for a naive answer that redraws the noise;
 - effectiveness (with pseudo-oracles): the counterfactual labels predicted from its image;
+- identifiability bounds (binary worlds whose renderer names the factors a DAG hides,
+  ``World.hidden_values``): the expected IoU of a best guess among the hidden values that the
+  factual image cannot tell apart, ``bound`` and ``bound_exact`` (``engine.identifiability``);
 - composition: the null intervention applied 1 and 10 times, IoU (binary) and mean absolute
   pixel distance on 0..255 (``mae_255``, as Monteiro et al., ICLR 2023) with the input;
 - reversibility: do(random value) then do(original value), the same distances after 1 and 5 cycles.
@@ -40,6 +43,8 @@ import pyro.poutine as poutine
 import torch
 
 from engine.causal import inference
+from engine.identifiability import bound, consistent, distances, hidden_values
+from engine.images import iou, mae_255
 from engine.model.scm import SCM, build_scm
 from engine.worlds.world import Family, Units, World
 
@@ -139,19 +144,6 @@ def families(scm: SCM, world: World | None = None) -> list[Family]:
     return out
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pixel IoU of binary image batches (1 where both are empty)."""
-    a, b = a.reshape(len(a), -1) > 0.5, b.reshape(len(b), -1) > 0.5
-    inter, union = (a & b).sum(1), (a | b).sum(1)
-    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-
-
-def mae_255(a: np.ndarray, b: np.ndarray, levels: int) -> np.ndarray:
-    """Mean absolute pixel distance of image batches on a 0..255 scale."""
-    scale = 255.0 if levels == 2 else 1.0
-    return np.abs(a.reshape(len(a), -1).astype(np.float64) - b.reshape(len(b), -1)).mean(1) * scale
-
-
 class Evaluation:
     """Runs every metric of one trained model on one set of held-out units of its world."""
 
@@ -162,6 +154,10 @@ class Evaluation:
         self.labels = list(scm.dag.labels)
         self.images = world.images(units)
         self.seed, self.rng = seed, torch.Generator().manual_seed(seed)
+        self.hidden = hidden_values(world) if self.domain.levels() == 2 else {}
+        if self.hidden:  # the consistent hidden values of each unit, for the identifiability bound
+            d, own, near = distances(world, units, self.images, self.hidden, self.labels)
+            self.allowed = {"bound": consistent(d, own, near), "bound_exact": d <= own[:, None]}
 
     def factual(self, rows=slice(None)) -> dict[str, torch.Tensor]:
         values = {n: torch.as_tensor(self.units.labels[n][rows], dtype=self.scm.dag.nodes[n].domain.dtype, device=self.device) for n in self.labels}
@@ -197,6 +193,9 @@ class Evaluation:
         if self.world.has_renderer:
             images, truth = cf[self.image].cpu().numpy(), self.truth(cf, rows.numpy())
             result.update(self.world.fidelity(images, truth))
+            if self.hidden:
+                labels, like = {n: cf[n].cpu().numpy() for n in self.labels}, self.units.subset(rows.numpy())
+                result |= {k: bound(self.world, like, labels, truth, self.hidden, allowed[rows.numpy()]) for k, allowed in self.allowed.items()}
             if family.value == GRID:
                 result["cells"] = self.cells(family, cf, images, truth)
         if self.oracles is not None:
@@ -333,7 +332,7 @@ def learned_gaps(scm: SCM) -> dict[str, dict]:
 
 def table(results: dict) -> str:
     """The evaluation as a readable table: one row per family, then the soundness metrics."""
-    columns = ["units", "iou", "above_0.9", "psnr", "mae_255", "pendulum_iou", "shadow_iou", "labels_tv", "labels_tv_naive", "shape_accuracy", "scale_mae", "orientation_mae", "x_mae", "y_mae"]
+    columns = ["units", "iou", "bound", "bound_exact", "above_0.9", "psnr", "mae_255", "pendulum_iou", "shadow_iou", "labels_tv", "labels_tv_naive", "shape_accuracy", "scale_mae", "orientation_mae", "x_mae", "y_mae"]
     families = {k: v for k, v in results["families"].items()}
     shown = [c for c in columns if any(c in v for v in families.values())]
     rows = [f"{'family':<22}" + "".join(f"{c:>16}" for c in shown)]

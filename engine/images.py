@@ -1,4 +1,4 @@
-"""PNG files in and out (Pillow), and image grids."""
+"""PNG files in and out (Pillow), image grids, and the distances between image batches."""
 
 from __future__ import annotations
 
@@ -35,3 +35,16 @@ def save_png(image: np.ndarray, path: str | Path, scale: int = 1) -> Path:
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     return write_atomic(path, lambda f: picture.save(f, format="PNG"))
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pixel IoU of binary image batches (1 where both are empty)."""
+    a, b = a.reshape(len(a), -1) > 0.5, b.reshape(len(b), -1) > 0.5
+    inter, union = (a & b).sum(1), (a | b).sum(1)
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def mae_255(a: np.ndarray, b: np.ndarray, levels: int) -> np.ndarray:
+    """Mean absolute pixel distance of image batches on a 0..255 scale."""
+    scale = 255.0 if levels == 2 else 1.0
+    return np.abs(a.reshape(len(a), -1).astype(np.float64) - b.reshape(len(b), -1)).mean(1) * scale

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import evaluate
+from engine import evaluate, images
 from engine.worlds.dsprites import render as dsprites
 from engine.worlds.world import Family, build_world
 from engine.model.dag import load_dag, parse_dag
@@ -22,7 +22,7 @@ def test_iou():
     b = np.zeros((3, 4, 4))
     a[0, :2], b[0, 1:3] = 1, 1  # 4 shared of 12
     a[1], b[1] = 1, 1
-    assert evaluate.iou(a, b).tolist() == pytest.approx([1 / 3, 1.0, 1.0])  # two empty images agree
+    assert images.iou(a, b).tolist() == pytest.approx([1 / 3, 1.0, 1.0])  # two empty images agree
 
 
 def test_families_follow_the_dag(scm):
@@ -163,6 +163,7 @@ def test_an_exact_model_scores_one_everywhere():
     results, _ = evaluate.run(scm, build_world(scm.dag), n=200, seed=0)
     for name, metrics in results["families"].items():
         assert metrics["iou"] == 1.0 and metrics["above_0.9"] == 1.0, name
+        assert "bound" not in metrics  # every factor labelled: nothing to guess
     cells = results["families"]["do(shape, orientation)"]["cells"]
     assert cells["values"][0] == ["square", "ellipse", "heart"] and cells["values"][1][:3] == ["0deg", "9deg", "18deg"]
     assert np.array(cells["units"]).min() >= evaluate.CELL_UNITS and np.array(cells["iou"]).min() == 1.0
@@ -215,3 +216,23 @@ def test_heatmaps_go_through_an_output_and_its_manifest(tmp_path):
         written = evaluate.heatmaps({"families": {"do(shape, scale)": {"cells": cells}}}, output)
     assert [p.name for p in written] == ["iou_shape_scale.png"] and read_manifest(tmp_path)["eval"] == ["iou_shape_scale.png"]
     assert evaluate.worst_cells(cells, k=2) == ["(a, 1) iou 0.5000 (20 units)", "(b, 0.5) iou 0.9000 (20 units)"]
+
+
+def test_the_bound_is_reported_beside_the_iou_when_the_dag_hides_a_factor(monkeypatch):
+    # shape -> scale -> y; x; orientation hidden -> img (blank: the bound does not depend on the model)
+    class Blank(Rendered):
+        def assign(self, parents, noise):
+            return torch.zeros(len(parents["shape"]), 64, 64)
+
+    monkeypatch.setattr(evaluate, "label_correctness", lambda *args, **kwargs: (0.0, 0.0))
+    scm = exact("dsprites_hidden_orientation.yaml")
+    scm = SCM(scm.dag, {**scm.mechanisms, "img": Blank()})
+    world = build_world(scm.dag)
+    evaluation = evaluate.Evaluation(scm, world, world.test_units(40, seed=0))
+    assert list(evaluation.hidden) == ["orientation"]
+    families = {f.name: f for f in evaluate.families(scm, world)}
+    results = {name: evaluation.family(families[name]) for name in ("null", "do(shape=square)", "do(shape=heart)")}
+    assert results["null"]["bound_exact"] == 1.0 and results["null"]["iou"] == 0.0
+    assert results["do(shape=heart)"]["bound"] < results["do(shape=square)"]["bound"] < 1.0
+    header = evaluate.table({"families": results, "composition": {}, "reversibility": {}}).splitlines()[0].split()
+    assert header[:5] == ["family", "units", "iou", "bound", "bound_exact"]

@@ -33,8 +33,8 @@ from tqdm import tqdm
 
 from engine.causal import inference
 from engine.distributed import Ranks
-from engine.evaluate import iou
 from engine.files import NpzStream
+from engine.images import iou
 from engine.query.answers import PopulationAnswer
 
 BLOCK = 2048  # units per block: each block's draws come from their own seeded generator

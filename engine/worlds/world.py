@@ -128,6 +128,10 @@ class World:
         psnr = 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))
         return {"psnr": float(np.minimum(psnr, 100).mean()), "mae_255": float(np.abs(a - b).mean())}
 
+    def hidden_values(self) -> dict[str, np.ndarray]:
+        """Each factor of the renderer that the DAG leaves out, with every value it takes (for the identifiability bound)."""
+        return {}
+
     def families(self) -> list | None:
         """The evaluation's intervention families, when the world has its own (None: from the DAG)."""
         return None

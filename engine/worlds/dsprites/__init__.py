@@ -63,6 +63,17 @@ class DSprites(World):
         merged = {k: np.concatenate([p.labels[k] for p in picked])[:n] for k in render.FACTORS}
         return _units(data.LabelSet(merged, self.dag.hash, seed))
 
+    def hidden_values(self) -> dict[str, np.ndarray]:
+        """Each factor the DAG leaves out, with every value it takes (class indices, in grid order).
+
+        The evaluation renders each of them for every held-out unit (``engine.evaluate.bound``).
+        The 40 turns lie 360/39 = 9.23 degrees apart, 0 and 2pi both in the grid, so no two are a
+        quarter or a half turn apart: a square's turns about 90 degrees apart differ by 2.3 to 6.9
+        degrees modulo 90, a few pixels, and are pixel-identical only now and then (small
+        sprites, or turns mirrored about an axis of the pixel grid).
+        """
+        return {f: np.arange(render.SIZES[f]) for f in render.FACTORS[1:] if f not in self.dag.labels}
+
     def render(self, labels, like: Units) -> np.ndarray:
         factors = {k: like.labels[k] for k in render.FACTORS[1:]} | {k: np.asarray(v) for k, v in labels.items()}
         return render.render(**factors)
