@@ -198,23 +198,32 @@ def eval_command(args) -> None:
     import numpy as np
     import torch
 
-    from engine import evaluate
+    from engine import distributed, evaluate
     from engine.learn.checkpoint import checkpoint_path, load_model
     from engine.images import grid, save_png
     from engine.outputs import prepare_output
     from engine.worlds.world import build_world
 
+    if args.nproc > 1 and not distributed.launched():  # this process becomes torchrun's launcher of N evaluators
+        options = distributed.command_line(vars(args) | {"n": "all" if args.n is None else args.n}, drop=("nproc", "run", "command"))
+        return distributed.launch(args.nproc, os.path.abspath(__file__), ["eval", *options], "evaluating")
     dag, scm = load_model(args.model)
     world = build_world(dag)
     oracles = world.oracles(args.model)
+    ranks, _ = distributed.join(torch.device("cpu"))  # under torchrun: the units are shared out, rank 0 merges and writes
+    if not ranks.main:
+        with torch.no_grad():
+            evaluate.run(scm, world, n=args.n, seed=args.seed, oracles=oracles, ranks=ranks)
+        return ranks.leave()
     with prepare_output(checkpoint_path(args.model).parent, "eval") as output:  # the picture goes beside the model
         picture = output.path("eval_samples.png")  # refused here, before the work, if it is not cq's
         with torch.no_grad():
-            results, evaluation = evaluate.run(scm, world, n=args.n, seed=args.seed, oracles=oracles, out=output)
+            results, evaluation = evaluate.run(scm, world, n=args.n, seed=args.seed, oracles=oracles, out=output, ranks=ranks)
         shown = evaluate.families(scm, world)[1:5]
         rows = [evaluation.samples(f) for f in shown]
         scale = 255 if dag.nodes[dag.images[0]].domain.levels() > 2 else 1  # gray levels shown as gray
         save_png(grid(np.concatenate([np.concatenate(r) for r in rows]) / scale, columns=8), picture, scale=2)
+    ranks.leave()
     results["picture"] = str(picture)
     if args.json:
         print(json.dumps(results))
@@ -264,6 +273,13 @@ def whole(low: int, high: int):
 
 positive = whole(1, limits.MAX_UNITS)  # a count of units
 images = whole(1, limits.MAX_IMAGES)  # a count of images held in memory at once
+
+
+def units_or_all(text: str) -> int | None:
+    """An argparse type: a count of units, or 'all' (None)."""
+    return None if text == "all" else images(text)
+
+
 seed = whole(0, limits.MAX_SEED)
 epochs = whole(1, limits.MAX_EPOCHS)
 batch = whole(1, limits.MAX_BATCH)
@@ -353,7 +369,9 @@ def parser() -> argparse.ArgumentParser:
 
     evaluation = commands.add_parser("eval", help="measure counterfactuals against the renderer's ground truth")
     evaluation.add_argument("--model", default="runs/dsprites")
-    evaluation.add_argument("--n", type=images, default=2000, help="held-out units per family")
+    evaluation.add_argument("--n", type=units_or_all, default=2000, help="held-out units per family, or 'all': every unit of the test split")
+    evaluation.add_argument("--nproc", type=whole(1, limits.MAX_WORKERS), default=1,
+                            help="share the units out among N processes on this machine, through torchrun")
     evaluation.add_argument("--seed", type=seed, default=0)
     evaluation.add_argument("--json", action="store_true")
     evaluation.set_defaults(run=eval_command)

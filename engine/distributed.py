@@ -143,6 +143,15 @@ class Ranks:
             dist.gather(mine, out, dst=0)
         return [t.cpu() for t in out] if self.main else None
 
+    def gather_objects(self, value) -> list | None:
+        """Every rank's ``value`` (a picklable result of this program's own ranks), on rank 0 in rank order; None elsewhere."""
+        if self.size == 1:
+            return [value]
+        out = [None] * self.size if self.main else None
+        with self._talk("gathering the results"):
+            dist.gather_object(value, out, dst=0)
+        return out
+
     def barrier(self) -> None:
         """Wait until every rank is here."""
         if self.size > 1:

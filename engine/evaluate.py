@@ -43,6 +43,7 @@ import pyro.poutine as poutine
 import torch
 
 from engine.causal import inference
+from engine.distributed import Ranks
 from engine.identifiability import bound, consistent, distances, hidden_values
 from engine.images import iou, mae_255
 from engine.model.scm import SCM, build_scm
@@ -147,13 +148,14 @@ def families(scm: SCM, world: World | None = None) -> list[Family]:
 class Evaluation:
     """Runs every metric of one trained model on one set of held-out units of its world."""
 
-    def __init__(self, scm: SCM, world: World, units: Units, *, oracles=None, device="cpu", batch: int = 1024, seed: int = 0):
+    def __init__(self, scm: SCM, world: World, units: Units, *, oracles=None, device="cpu", batch: int = 1024, seed: int = 0,
+                 draws: int | None = None):
         self.scm, self.world, self.units, self.oracles, self.device, self.batch = scm, world, units, oracles, device, batch
         self.image = scm.dag.images[0]
         self.domain = scm.dag.nodes[self.image].domain
         self.labels = list(scm.dag.labels)
         self.images = world.images(units)
-        self.seed, self.rng = seed, torch.Generator().manual_seed(seed)
+        self.seed, self.rng = seed, torch.Generator().manual_seed(seed if draws is None else draws)  # draws: the targets' seed
         self.hidden = hidden_values(world) if self.domain.levels() == 2 else {}
         if self.hidden:  # the consistent hidden values of each unit, for the identifiability bound
             d, own, near = distances(world, units, self.images, self.hidden, self.labels)
@@ -420,18 +422,82 @@ def _cell(value) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
 
 
-def run(scm: SCM, world: World, *, n: int = 2000, seed: int = 0, oracles=None, device="cpu", out=None) -> tuple[dict, "Evaluation"]:
-    """Every metric on n held-out units: {families: {name: metrics}, composition, reversibility, learned, heatmaps}.
+def run(scm: SCM, world: World, *, n: int | None = 2000, seed: int = 0, oracles=None, device="cpu", out=None,
+        ranks: Ranks | None = None) -> tuple[dict, "Evaluation"]:
+    """Every metric on n held-out units (None: every held-out unit): {families: {name: metrics}, composition, ...}.
 
     With ``out`` (a folder or an ``engine.outputs.Output``, the model's), the per-cell heatmaps
-    of GRID families are written there.
+    of GRID families are written there. Under torchrun (``ranks``), each rank evaluates its
+    contiguous share of the units, drawing its random targets from its own seed
+    (``Ranks.seed``: rank 0 keeps ``seed``), and rank 0 merges the shares (``merge``); the
+    other ranks get an empty dict.
     """
-    units = world.test_units(n, seed)
-    evaluation = Evaluation(scm, world, units, oracles=oracles, device=device, seed=seed)
-    results = {"units": len(units), "seed": seed, "world": world.name, "families": {f.name: evaluation.family(f) for f in families(scm, world)}}
-    results["composition"] = evaluation.composition()
-    results["reversibility"] = evaluation.reversibility()
+    ranks = ranks if ranks is not None else Ranks()
+    units = world.held_out_units() if n is None else world.test_units(n, seed)
+    evaluation, share = evaluate_share(scm, world, units, ranks.rank, ranks.size, seed=seed, oracles=oracles, device=device)
+    parts = ranks.gather_objects(share)
+    if parts is None:
+        return {}, evaluation
+    results = {"units": len(units), "seed": seed, "world": world.name, "processes": ranks.size} | merge(parts)
     results["learned"] = learned_gaps(scm)
     if out is not None:
         results["heatmaps"] = [str(p) for p in heatmaps(results, out)]
     return results, evaluation
+
+
+def evaluate_share(scm: SCM, world: World, units: Units, rank: int, size: int, *, seed: int = 0, oracles=None, device="cpu") -> tuple["Evaluation", dict]:
+    """Rank ``rank`` of ``size``'s evaluation of its contiguous share of ``units``, and its results.
+
+    Its random targets and noise draws come from generators seeded by ``Ranks.seed`` (rank 0:
+    ``seed``), whatever the program drew before.
+    """
+    rows, draws = np.array_split(np.arange(len(units)), size)[rank], Ranks(rank, size).seed(seed)
+    evaluation = Evaluation(scm, world, units.subset(rows), oracles=oracles, device=device, seed=seed, draws=draws)
+    with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+        torch.manual_seed(draws)  # the noise posteriors' draws too: a share's results depend on its rank alone
+        families_ = {f.name: evaluation.family(f) for f in families(scm, world)}
+        result = {"share": len(rows), "families": families_, "composition": evaluation.composition(), "reversibility": evaluation.reversibility()}
+    return evaluation, result
+
+
+def merge(parts: list[dict]) -> dict:
+    """The results of one evaluation from its shares' (rank order): each mean weighted by its share's units.
+
+    A family's means are weighted by its units in each share, composition and reversibility by
+    the share's units, a GRID family's cells by their own units; the label distances, which
+    come from one simulation of the declared SCM alike on every rank, are rank 0's.
+    """
+    first = parts[0]
+    if len(parts) == 1:
+        return {k: v for k, v in first.items() if k != "share"}
+    families_ = {name: _merged([p["families"][name] for p in parts], [p["families"][name]["units"] for p in parts]) for name in first["families"]}
+    for name, family in families_.items():
+        family["units"] = sum(p["families"][name]["units"] for p in parts)
+    shares = [p["share"] for p in parts]
+    return {"families": families_, "composition": _merged([p["composition"] for p in parts], shares),
+            "reversibility": _merged([p["reversibility"] for p in parts], shares)}
+
+
+SHARED_METRICS = ("labels_tv", "labels_tv_naive")  # from the declared SCM's simulation, not from the units
+
+
+def _merged(dicts: list[dict], weights: list[int]) -> dict:
+    out = {}
+    for key, value in dicts[0].items():
+        values = [d[key] for d in dicts]
+        if key == "cells":
+            out[key] = _merged_cells(values)
+        elif key in SHARED_METRICS or isinstance(value, (str, bool)) or not isinstance(value, (int, float)):
+            out[key] = value
+        else:
+            out[key] = sum(w * v for w, v in zip(weights, values)) / max(sum(weights), 1)
+    return out
+
+
+def _merged_cells(cells: list[dict]) -> dict:
+    metric = cells[0]["metric"]
+    units = np.sum([np.asarray(c["units"], dtype=np.float64) for c in cells], axis=0)
+    means = [np.asarray(c[metric], dtype=object) for c in cells]
+    total = np.sum([np.asarray(c["units"], dtype=np.float64) * np.where(m == None, 0.0, m).astype(np.float64) for c, m in zip(cells, means)], axis=0)  # noqa: E711
+    mean = np.where(units > 0, total / np.maximum(units, 1), np.nan)
+    return cells[0] | {"units": units.astype(np.int64).tolist(), metric: np.asarray([None if np.isnan(m) else float(m) for m in mean.ravel()], dtype=object).reshape(units.shape).tolist()}

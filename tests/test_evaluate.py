@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine import evaluate, images
+from engine import distributed, evaluate, images
 from engine.worlds.dsprites import render as dsprites
 from engine.worlds.world import Family, build_world
 from engine.model.dag import load_dag, parse_dag
 from engine.model.scm import SCM, build_scm
-from tests.conftest import ROOT
+from tests.conftest import ROOT, torchrun
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +236,41 @@ def test_the_bound_is_reported_beside_the_iou_when_the_dag_hides_a_factor(monkey
     assert results["do(shape=heart)"]["bound"] < results["do(shape=square)"]["bound"] < 1.0
     header = evaluate.table({"families": results, "composition": {}, "reversibility": {}}).splitlines()[0].split()
     assert header[:5] == ["family", "units", "iou", "bound", "bound_exact"]
+
+
+class HeartsBlankEverywhere(Rendered):
+    """The renderer, but blank wherever the answer is a heart: scores that differ between units."""
+
+    def assign(self, parents, noise):
+        return super().assign(parents, noise) * (parents["shape"] != 2)[:, None, None]
+
+
+def hearts_blank() -> SCM:
+    scm = exact("dsprites.yaml")
+    return SCM(scm.dag, {**scm.mechanisms, "img": HeartsBlankEverywhere()})
+
+
+def sharded_eval(n: int) -> dict:
+    torch.set_num_threads(1)
+    ranks, _ = distributed.join(torch.device("cpu"), seconds=60)
+    scm = hearts_blank()
+    results, _ = evaluate.run(scm, build_world(scm.dag), n=n, seed=0, ranks=ranks)
+    ranks.leave()
+    return results
+
+
+def test_two_ranks_evaluate_their_shares_and_rank_0_merges_them(monkeypatch):
+    monkeypatch.setattr(evaluate, "label_correctness", lambda *args, **kwargs: (0.0, 0.0))  # the forked ranks inherit it
+    two = torchrun(sharded_eval, 60)
+    assert two[1] == {} and two[0]["processes"] == 2 and two[0]["units"] == 60
+    scm = hearts_blank()
+    world = build_world(scm.dag)
+    units = world.test_units(60, 0)
+    shares = [evaluate.evaluate_share(scm, world, units, rank, 2)[1] for rank in (0, 1)]
+    assert [s["share"] for s in shares] == [30, 30]
+    assert two[0]["families"] == evaluate.merge(shares)["families"]
+    one, _ = evaluate.run(scm, world, n=60, seed=0)
+    null = one["families"]["null"]["iou"]  # no random targets: the one-process mean, from two weighted shares
+    assert 0 < null < 1 and two[0]["families"]["null"]["iou"] == pytest.approx(null)
+    assert two[0]["families"]["do(shape, scale)"]["cells"]["iou"] == [[1.0] * 6, [1.0] * 6, [0.0] * 6]
+    assert np.array(two[0]["families"]["do(shape, scale)"]["cells"]["units"]).min() >= 2 * evaluate.CELL_UNITS

@@ -112,6 +112,11 @@ class World:
         pick = np.random.default_rng(seed).permutation(len(test))[:n]
         return self.units(np.sort(test[pick]))
 
+    def held_out_units(self) -> Units:
+        """Every unit of the test split, once each, in index order."""
+        index = np.arange(len(self))
+        return self.units(index[self.is_test(index)])
+
     def render(self, labels: dict[str, np.ndarray], like: Units) -> np.ndarray:
         """The true images of label values (hidden factors taken from ``like``); worlds with a renderer only."""
         raise NotImplementedError(f"the world '{self.name}' has no renderer")
