@@ -18,7 +18,9 @@ Parents are encoded by name: one-hot for a categorical domain, the value for a n
 encoder q(z | image, parents), trained as the Pyro guide, and U_pix from its exact posterior:
 Uniform(0, p) where the pixel is on, Uniform(p, 1) where it is off (gray: N(0, 1) truncated
 to the level's bin, ``plugins.gray_image``), so a null intervention gives back the observed
-image bit for bit.
+image bit for bit. For a single counterfactual a binary U_pix need not be drawn at all
+(``abduct_lazily``): with p' the new map, a pixel keeps its value where p' is on its side of p
+and is a coin elsewhere (``plugins.binary_image.pixel_counterfactual``), the same distribution.
 
 Decoders (``decoder:``): ``affine`` (default) draws a canonical, centred sprite on a
 ``canvas`` x ``canvas`` patch (in image pixels) from the other parents and z with an MLP, then
@@ -71,7 +73,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugins.binary_image import BinaryImage
+from plugins.binary_image import BinaryImage, below_one, pixel_counterfactual, pixel_noise
 from plugins.gray_image import GrayImage, PixelScale, gray_assign, gray_noise
 from engine.limits import MAX_WIDTH
 from engine.model.mechanism import Mechanism
@@ -138,6 +140,35 @@ class Sprite(NamedTuple):
         n = len(self.values)
         out = torch.full((n, self.shape[0] * self.shape[1]), self.background, device=self.values.device, dtype=self.values.dtype)
         return out.scatter_(1, self.index, self.values).view(n, *self.shape)
+
+
+class PixelPosterior(NamedTuple):
+    """U_pix given the observed image, not drawn: Uniform(0, p) where a pixel is on, Uniform(p, 1) where off.
+
+    ``abduct_lazily`` returns it for one prediction; ``assign`` then draws the new image
+    directly, a coin only where the new map leaves a pixel undecided (``pixel_counterfactual``).
+    """
+
+    image: torch.Tensor  # (N, H, W) the observed 0/1 image
+    p: "torch.Tensor | Sprite"  # its probability map, as a whole (N, H, W) image or a placed sprite
+
+
+@torch.no_grad()  # a draw of 0s and 1s, written into the factual map's buffer
+def sprite_counterfactual(image: torch.Tensor, p: Sprite, q: Sprite) -> torch.Tensor:
+    """``pixel_counterfactual(image, p, q)`` for maps given as sprites on one background, computed on the two patches.
+
+    Outside both patches p = q and every pixel keeps its value, an on pixel there too. The
+    factual patch is drawn with q at its background, then the counterfactual patch over it with
+    p read off the factual map, so that where the two overlap the second, right, one stays.
+    """
+    n = len(image)
+    flat = image.reshape(n, -1)
+    whole = p.image().view(n, -1)
+    p_there = whole.gather(1, q.index)
+    out = whole.copy_(flat)  # the map's buffer, read, becomes the answer
+    out.scatter_(1, p.index, pixel_counterfactual(flat.gather(1, p.index), p.values, q.background))
+    out.scatter_(1, q.index, pixel_counterfactual(flat.gather(1, q.index), p_there, q.values))
+    return out.view_as(image)
 
 
 def corner(offset: torch.Tensor, side: int, height: int, width: int, *, clamp_rest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,18 +247,6 @@ def probability(logits: torch.Tensor) -> torch.Tensor:
 def gray_levels(logits: torch.Tensor) -> torch.Tensor:
     """mu = 255 sigmoid(logits): the gray level each pixel is drawn around."""
     return 255 * torch.sigmoid(logits)
-
-
-def below_one(dtype: torch.dtype) -> float:
-    """The largest number below 1 in ``dtype`` (1 - 2^-24 in float32)."""
-    return 1 - torch.finfo(dtype).eps / 2
-
-
-def pixel_noise(value: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """A draw of U ~ Uniform(0, 1) given 1[U < p] = value: Uniform(0, p) if on, Uniform(p, 1) if off."""
-    r = torch.rand_like(p)  # in [0, 1 - 2^-24]
-    # p * r < p exactly, since 0 < p and r < 1; p + (1 - p) r >= p, kept below 1 (and p < 1)
-    return torch.where(value > 0.5, p * r, torch.addcmul(p, 1 - p, r).clamp_(max=below_one(p.dtype)))
 
 
 @register_mechanism("vae_decoder")
@@ -473,6 +492,10 @@ class VaeDecoder(Mechanism, nn.Module):
         u, z = noise[f"{self.site}_pix"], noise[f"{self.site}_z"]
         if self.gray:
             return gray_assign(self.loc(parents, z), self.scale(), u)
+        if isinstance(u, PixelPosterior):
+            if not self.placed:
+                return pixel_counterfactual(u.image, u.p, self.probs(parents, z))
+            return sprite_counterfactual(u.image, u.p, self.sprite(parents, z).squash(probability))
         if not self.placed:
             return (u < self.probs(parents, z)).float()
         # the same comparison, 1[u < p], with p read off the sprite: the background in one pass
@@ -513,6 +536,20 @@ class VaeDecoder(Mechanism, nn.Module):
             whole = Sprite(p.values[rows], p.index[rows], p.background, p.shape).image()
             u[rows] = pixel_noise(value[rows], whole)
         return {f"{self.site}_z": z, site: u}
+
+    def abduct_lazily(self, value, parents):
+        """``abduct`` for one prediction: U_z drawn, U_pix left as its ``PixelPosterior`` (gray: drawn).
+
+        ``assign`` draws the new image from it with a coin only where a pixel is undecided, so
+        the noise is never drawn whole; two predictions fed the same posterior draw
+        independently, so the worlds of one unit must share ``abduct``'s noise instead.
+        """
+        if self.gray:
+            return self.abduct(value, parents)
+        z_loc, z_scale = self.posterior(value, parents)
+        z = z_loc + z_scale * torch.randn_like(z_loc)
+        p = self.sprite(parents, z).squash(probability) if self.placed else self.probs(parents, z)
+        return {f"{self.site}_z": z, f"{self.site}_pix": PixelPosterior(value, p)}
 
     def to(self, *args, **kwargs):
         return nn.Module.to(self, *args, **kwargs)

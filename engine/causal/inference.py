@@ -34,18 +34,24 @@ class Draw:
     means: dict[str, torch.Tensor]
 
 
-def abduct(scm: SCM, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """One posterior draw of every exogenous site given fully observed node values."""
+def abduct(scm: SCM, values: dict[str, torch.Tensor], *, once: bool = False) -> dict[str, torch.Tensor]:
+    """One posterior draw of every exogenous site given fully observed node values.
+
+    With ``once`` the noise feeds a single prediction, and a mechanism with ``abduct_lazily`` may
+    leave a site's posterior undrawn for its own ``assign`` to draw only what the value needs.
+    """
     noise = {}
     for name in scm.order:
-        noise.update(scm.mechanisms[name].abduct(values[name], scm.parents(name, values)))
+        m = scm.mechanisms[name]
+        how = getattr(m, "abduct_lazily", m.abduct) if once else m.abduct
+        noise.update(how(values[name], scm.parents(name, values)))
     return noise
 
 
 def counterfactual(scm: SCM, factual: dict[str, torch.Tensor], interventions: dict[str, torch.Tensor], *, means: bool = False) -> Draw:
     """Abduct the noise from ``factual``, apply ``do(interventions)``, predict every node."""
     n = next(iter(factual.values())).shape[0]
-    noise = abduct(scm, factual)
+    noise = abduct(scm, factual, once=True)
     with poutine.condition(data=noise), poutine.do(data=interventions):
         return _run(scm, n, means)
 

@@ -1,10 +1,12 @@
-"""BinaryImage: Bernoulli(logits).to_event(2) with a one-node log-density; same values, same gradients."""
+"""BinaryImage: Bernoulli(logits).to_event(2) with a one-node log-density; its pixel noise and counterfactual pixels."""
+
+import math
 
 import pyro.distributions as dist
 import pytest
 import torch
 
-from plugins.binary_image import BinaryImage
+from plugins.binary_image import BinaryImage, below_one, pixel_counterfactual, pixel_noise
 
 
 @pytest.mark.parametrize("batch", [(5,), (2, 3), ()])
@@ -54,3 +56,45 @@ def test_the_gradient_with_respect_to_the_image_matches_too():
 def test_logits_without_two_image_dims_are_refused():
     with pytest.raises(ValueError, match=r"\(\.\.\., H, W\)"):
         BinaryImage(torch.zeros(5))
+
+
+# ---- the pixel noise, and a counterfactual pixel under its posterior -------------------------
+# U ──► pixel = 1[U < p]          (counterfactually 1[U < q], U from its posterior given the pixel)
+
+TINY = torch.finfo(torch.float32).tiny
+TOP = below_one(torch.float32)
+# (value, p, q, probability that 1[U < q] is on), None where the pixel is decided: it keeps its value
+CASES = [
+    (1.0, 0.3, 0.5, None), (1.0, 0.3, 0.3, None), (1.0, TINY, TOP, None),  # on, q >= p: on
+    (0.0, 0.3, 0.1, None), (0.0, 0.3, 0.3, None), (0.0, TOP, TINY, None),  # off, q <= p: off
+    (1.0, 0.6, 0.15, 0.25), (1.0, 0.8, 0.6, 0.75), (1.0, TOP, 0.5, 0.5),  # on, q < p: on with probability q / p
+    (0.0, 0.2, 0.6, 0.5), (0.0, 0.5, 0.9, 0.8), (0.0, TINY, 0.25, 0.25),  # off, q > p: on with probability (q - p) / (1 - p)
+]
+
+
+def test_a_decided_pixel_keeps_its_value_and_an_undecided_one_is_on_with_the_closed_form_probability():
+    torch.manual_seed(0)
+    n = 100_000
+    value, p, q = (torch.tensor([c[i] for c in CASES]).expand(n, -1) for i in range(3))
+    out = pixel_counterfactual(value, p, q)
+    assert out.dtype == torch.float32 and set(out.unique().tolist()) <= {0.0, 1.0}
+    for i, (v, _, _, on) in enumerate(CASES):
+        if on is None:
+            assert (out[:, i] == v).all()
+        else:
+            assert abs(out[:, i].mean().item() - on) < 5 * math.sqrt(on * (1 - on) / n)
+
+
+def test_it_is_the_drawn_noise_compared_with_q_given_the_same_uniforms():
+    """The same pixel as pixel_noise(value, p) < q, draw for draw: the same distribution, the noise never held."""
+    torch.manual_seed(0)
+    p = torch.rand(64, 16, 16).clamp_(TINY, TOP)
+    p[0, 0, :4] = torch.tensor([TINY, TOP, TINY, TOP])
+    q = torch.rand(64, 16, 16).clamp_(TINY, TOP)
+    q[0, 0, :4] = torch.tensor([TOP, TINY, TINY, TOP])
+    for value in ((torch.rand_like(p) < p).float(), torch.bernoulli(torch.full_like(p, 0.5))):  # the model's, and foreign
+        torch.manual_seed(1)
+        mine = pixel_counterfactual(value, p, q)
+        torch.manual_seed(1)
+        assert torch.equal(mine, (pixel_noise(value, p) < q).float())
+        assert torch.equal(pixel_counterfactual(value, p, p), value)  # q = p: every pixel decided, the value bit for bit

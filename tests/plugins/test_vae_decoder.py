@@ -471,3 +471,57 @@ def test_a_patch_just_past_the_edge_stays_at_the_edge_when_its_rest_is_clamped()
     assert whole[:, 0].tolist() == [0, 8] and rest[:, 0].tolist() == [0.0, 0.0]
     whole, rest = corner(offset, 8, 16, 16)  # the affine convention: the whole pixels clamped, the rest kept
     assert whole[:, 0].tolist() == [0, 8] and rest[0, 0] > 0.99
+
+
+# ---- counterfactual images: U_pix's posterior left undrawn ----------------------------------
+# shape, turn, x, y ──► img      (the tiny, geometric and mlp decoders above; one unit, many draws)
+
+from plugins.binary_image import pixel_noise
+from plugins.vae_decoder import PixelPosterior, probability
+
+MLP = "{angles: [turn], decoder: mlp, hidden: [16], latent_dim: 2, encoder_hidden: 8}"
+BINARY = {"affine": lambda: tiny_dag(), "geometric": lambda: geometric_dag(), "mlp": lambda: tiny_dag(MLP)}
+
+
+@pytest.mark.parametrize("decoder", BINARY)
+def test_a_counterfactual_image_keeps_each_decided_pixel_and_draws_the_rest_from_the_posterior(decoder):
+    """Under do(shape, x): where q is on the observed side of p the pixel keeps its value in every draw;
+    elsewhere it is on with probability q / p (on) or (q - p) / (1 - p) (off), as with U_pix drawn whole."""
+    pyro.set_rng_seed(0)
+    scm = build_scm(BINARY[decoder]())
+    m, n = scm.mechanisms["img"], 20_000
+    with torch.no_grad():
+        unit = {k: v.expand(n, *v.shape[1:]) for k, v in scm(1).items()}
+        image = torch.bernoulli(torch.full((1, 16, 16), 0.5)).expand(n, 16, 16)  # foreign: on pixels off the patch too
+        parents = scm.parents("img", unit)
+        moved = parents | {"shape": 1 - parents["shape"], "x": (parents["x"] + 1) % 3}  # a patch that moves and overlaps
+        z = torch.randn(1, 2).expand(n, 2)
+        p, q = m.probs(parents, z).double(), m.probs(moved, z).double()
+        factual_map = m.sprite(parents, z).squash(probability) if m.placed else m.probs(parents, z)
+        lazy = m.assign(moved, {"U_img_z": z, "U_img_pix": PixelPosterior(image, factual_map)})
+        drawn = m.assign(moved, {"U_img_z": z, "U_img_pix": pixel_noise(image, m.probs(parents, z))})
+    on = image[0] > 0.5
+    decided = torch.where(on, q[0] >= p[0], q[0] <= p[0])
+    assert (lazy[:, decided] == image[:, decided]).all() and (drawn[:, decided] == image[:, decided]).all()
+    assert (~decided).sum() > 20  # the move leaves pixels to draw
+    chance = torch.where(on, q[0] / p[0], (q[0] - p[0]) / (1 - p[0]))[~decided]
+    bound = 5 * (chance * (1 - chance) / n).sqrt() + 1 / n
+    for draws in (lazy, drawn):
+        assert ((draws[:, ~decided].double().mean(0) - chance).abs() < bound).all()
+
+
+@pytest.mark.parametrize("decoder", BINARY)
+@pytest.mark.parametrize("bias", [0.0, 40.0, -40.0])
+def test_the_counterfactual_of_a_null_intervention_returns_the_image_bit_for_bit(decoder, bias):
+    pyro.set_rng_seed(0)
+    scm = build_scm(BINARY[decoder]())
+    m = scm.mechanisms["img"]
+    with torch.no_grad():
+        m.decoder[-1].bias.add_(bias)  # +-40: every pixel at the logit bound
+        factual = scm(200)
+    for image in (factual["img"], torch.bernoulli(torch.full_like(factual["img"], 0.5))):
+        unit = factual | {"img": image}
+        for interventions in ({}, {"x": unit["x"], "shape": unit["shape"]}):
+            draw = counterfactual(scm, unit, interventions, means=True)  # with gradients on, as a caller may leave them
+            assert torch.equal(draw.values["img"], image) and not draw.values["img"].requires_grad
+            assert draw.means["img"].shape == image.shape and ((draw.means["img"] > 0) & (draw.means["img"] < 1)).all()
