@@ -247,8 +247,12 @@ class Evaluation:
         return out
 
     def samples(self, family: Family, k: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Inputs, counterfactuals and their truths for the first k units of a family (for the picture)."""
-        rows = slice(0, k)
+        """Inputs, counterfactuals and their truths for the first k units of a family (for the picture).
+
+        A family skips the units its target would not move (the squares, for do(shape=square)), so
+        the first units are looked through until k are found, or all of them.
+        """
+        rows = slice(0, 8 * k)
         factual = self.factual(rows)
         act, picked = targets(family, self.scm, factual, torch.Generator().manual_seed(0))
         picked, act = picked[:k], {n: v[:k] for n, v in act.items()}

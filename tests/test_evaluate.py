@@ -274,3 +274,12 @@ def test_two_ranks_evaluate_their_shares_and_rank_0_merges_them(monkeypatch):
     assert 0 < null < 1 and two[0]["families"]["null"]["iou"] == pytest.approx(null)
     assert two[0]["families"]["do(shape, scale)"]["cells"]["iou"] == [[1.0] * 6, [1.0] * 6, [0.0] * 6]
     assert np.array(two[0]["families"]["do(shape, scale)"]["cells"]["units"]).min() >= 2 * evaluate.CELL_UNITS
+
+
+def test_the_picture_shows_k_units_of_a_family_that_skips_some():
+    scm = exact("dsprites.yaml")
+    world = build_world(scm.dag)
+    evaluation = evaluate.Evaluation(scm, world, world.test_units(40, seed=0))
+    inputs, answers, truths = evaluation.samples(Family("do(shape=square)", ("shape",), "square"))
+    assert len(inputs) == len(answers) == len(truths) == 8  # a third of the first units are squares already
+    assert np.array_equal(answers, truths)  # the exact model's counterfactual is the truth
