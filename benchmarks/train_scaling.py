@@ -1,19 +1,28 @@
 """Data-parallel training speed: images/s of the trainer's SVI step in 1 and 2 processes, and the scaling efficiency.
 
     python benchmarks/train_scaling.py [--dag dags/dsprites.yaml] [--batch-size N: the trainer's default]
-                                       [--steps 20] [--rounds 3] [--procs 1,2] [--weak] [--json]
+                                       [--steps 20] [--rounds 3] [--procs 1,2] [--json]
 
 Each process count runs through torchrun's own agent (torch.distributed.run's elastic_launch,
 gloo, one torch thread a process), forked from this process; every rank builds the DAG's SCM
 from the same seed, draws the same global batch from it and steps (engine.learn.svi, the
-gradients summed over the ranks) on its slice of it: the trainer's step, without its data
-loader. ``--weak`` gives each rank a whole batch instead (the global batch grows with the
-processes). Rounds alternate the process counts so that other load on the machine hits each
-alike; each figure is the median over rounds of the global images/s (rank 0's clock, the
-ranks meeting at a barrier before and after the timed steps). The efficiency is
-N-process images/s / (N x 1-process images/s); on a machine with fewer free cores than
-processes it cannot reach 1. "gradient sum" is the share of the timed steps that rank 0 spent
-in the all-reduce of the gradients, waiting for the slower rank included.
+gradients summed over the ranks) on its part of it: the trainer's step, without its data
+loader. Two ways of growing, both measured in the same run:
+
+- ``split`` (strong scaling, what ``cq train --nproc N`` does): the global batch of
+  ``--batch-size`` units is split over the processes, so the step is the one-process step;
+- ``per-process`` (weak scaling, DistributedDataParallel's usual convention): each process
+  steps on a whole batch of ``--batch-size`` units, so the global batch grows with them.
+
+Rounds alternate the runs so that other load on the machine hits each alike; each figure is
+the median over rounds of the global images/s (rank 0's clock, the ranks meeting at a barrier
+before and after the timed steps). The efficiency is N-process images/s / (N x 1-process
+images/s); on a machine with fewer free cores than processes it cannot reach 1. "gradient
+sum" is the share of the timed steps that rank 0 spent in the all-reduce of the gradients,
+waiting for the slower rank included. "split ceiling" is what splitting alone allows, with
+free communication and free cores: one process's images/s on a 1/N batch over its images/s on
+the whole batch (the per-step costs that do not shrink with the batch: the optimizer, the
+passes over the weights, Pyro's tracing).
 """
 
 from __future__ import annotations
@@ -24,7 +33,6 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,11 +41,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread a process (torchrun 
 
 import pyro  # noqa: E402
 import torch  # noqa: E402
-from torch.distributed.launcher.api import elastic_launch  # noqa: E402
-from torch.distributed.run import config_from_args, get_args_parser  # noqa: E402
 
 from engine.device import tune_cpu  # noqa: E402
-from engine.distributed import Ranks, join  # noqa: E402
+from engine.distributed import Ranks, fork_ranks, join  # noqa: E402
 from engine.learn.svi import SVI  # noqa: E402
 from engine.learn.train import TrainConfig, learnable  # noqa: E402
 from engine.model.dag import load_dag  # noqa: E402
@@ -88,59 +94,67 @@ def rate(dag_path: str, batch: int, steps: int, warmup: int) -> tuple[float, flo
 
 
 def launch(nproc: int, *args) -> tuple[float, float]:
-    """``rate(*args)`` in ``nproc`` ranks started by torchrun's agent; rank 0's figures."""
+    """``rate(*args)`` in ``nproc`` ranks forked by torchrun's agent; rank 0's figures."""
     if nproc == 1:  # one rank: no process group, the plain trainer's step
         return rate(*args)
-    options = [f"--nproc-per-node={nproc}", "--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0", f"--rdzv-id={uuid.uuid4()}",
-               "--start-method=fork", "--monitor-interval=0.1", "unused"]  # --standalone's settings, for a function
-    config, _, _ = config_from_args(get_args_parser().parse_args(options))
-    return elastic_launch(config, rate)(*args)[0]
+    return fork_ranks(rate, *args, nproc=nproc)[0]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dag", default="dags/dsprites.yaml")
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="the global batch (default: the trainer's)")
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="units per step (default: the trainer's)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per round")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--procs", default="1,2", help="process counts, comma-separated; the first is the baseline")
-    p.add_argument("--weak", action="store_true", help="a whole batch per process instead of a slice of one")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = p.parse_args()
     procs = [int(n) for n in args.procs.split(",")]
+    base, batch = procs[0], args.batch_size
     tune_cpu(1)
-    rate(args.dag, args.batch_size, 2, 1)  # warms this process's imports before the ranks are forked from it
+    rate(args.dag, batch, 2, 1)  # warms this process's imports before the ranks are forked from it
 
     load = os.getloadavg()[0]  # other jobs' share of the CPUs, before this benchmark's ranks
-    rates, summing = {n: [] for n in procs}, {n: [] for n in procs}
+    runs = {("split", n): (n, batch) for n in procs} | {("per-process", n): (n, batch * n // base) for n in procs[1:]}
+    runs |= {("alone", n): (base, batch * base // n) for n in procs[1:]}  # one process on a 1/N part of the batch
+    rates, summing = {key: [] for key in runs}, {key: [] for key in runs}
     for _ in range(args.rounds):
-        for n in procs:
-            batch = args.batch_size * n if args.weak else args.batch_size
-            r, share = launch(n, args.dag, batch, args.steps, args.warmup)
-            rates[n].append(r)
-            summing[n].append(share)
-    base = procs[0]
-    medians = {n: statistics.median(r) for n, r in rates.items()}
-    shares = {n: statistics.median(s) for n, s in summing.items()}
-    efficiency = {n: medians[n] / (n / base * medians[base]) for n in procs}
-    result = {"dag": args.dag, "batch_size": args.batch_size, "weak": args.weak, "steps": args.steps, "rounds": args.rounds,
-              "threads_per_process": 1, "cpus": os.cpu_count(), "load_average_before": load,
-              "images_per_s": {str(n): medians[n] for n in procs}, "efficiency": {str(n): efficiency[n] for n in procs},
-              "gradient_sum_share": {str(n): shares[n] for n in procs}, "all_rounds": {str(n): rates[n] for n in procs}}
+        for key, (n, units) in runs.items():
+            r, share = launch(n, args.dag, units, args.steps, args.warmup)
+            rates[key].append(r)
+            summing[key].append(share)
+    medians = {key: statistics.median(r) for key, r in rates.items()}
+    shares = {key: statistics.median(s) for key, s in summing.items()}
+    one = medians["split", base]
+    result = {"dag": args.dag, "batch_size": batch, "steps": args.steps, "rounds": args.rounds, "threads_per_process": 1,
+              "cpus": os.cpu_count(), "load_average_before": load}
+    for mode in ("split", "per-process"):
+        ns = [n for n in procs if (mode, n) in medians or n == base]
+        rate_of = {n: medians["split", base] if n == base else medians[mode, n] for n in ns}
+        result[mode] = {"images_per_s": {str(n): rate_of[n] for n in ns},
+                        "efficiency": {str(n): rate_of[n] / (n / base * one) for n in ns},
+                        "gradient_sum_share": {str(n): shares["split", base] if n == base else shares[mode, n] for n in ns},
+                        "all_rounds": {str(n): rates["split", base] if n == base else rates[mode, n] for n in ns}}
+    result["split_ceiling"] = {str(n): medians["alone", n] / one for n in procs[1:]}
+    result["images_per_s"], result["efficiency"] = result["split"]["images_per_s"], result["split"]["efficiency"]
     if args.json:
         print(json.dumps(result))
         return
-    kind = f"{args.batch_size} units a process" if args.weak else f"global batch {args.batch_size}, split over the processes"
-    print(f"{args.dag}: {kind}; {args.rounds} rounds of {args.steps} steps (medians), one torch thread a process, "
+    print(f"{args.dag}: {args.rounds} rounds of {args.steps} steps (medians), one torch thread a process, "
           f"{os.cpu_count()} CPUs (load average {load:.1f} before the run)")
-    print(f"{'processes':>9} {'images/s':>10} {'efficiency':>11} {'gradient sum':>13}")
-    for n in procs:
-        print(f"{n:>9} {medians[n]:>10,.0f} {efficiency[n]:>11.2f} {shares[n]:>12.0%}")
+    print(f"{'scaling':<36} {'processes':>9} {'images/s':>10} {'efficiency':>11} {'gradient sum':>13}")
+    for mode, what in (("split", f"split: global batch {batch} split"), ("per-process", f"per-process: {batch} units a process")):
+        for n, r in result[mode]["images_per_s"].items():
+            print(f"{what:<36} {n:>9} {r:>10,.0f} {result[mode]['efficiency'][n]:>11.2f} "
+                  f"{result[mode]['gradient_sum_share'][n]:>12.0%}")
+    for n, ceiling in result["split_ceiling"].items():
+        print(f"split ceiling {n} processes: {ceiling:.2f} (one process: {medians['alone', int(n)]:,.0f} images/s on "
+              f"{batch * base // int(n)} units a step, {one:,.0f} on {batch})")
+    n = str(procs[-1])
     if len(procs) > 1:
-        n = procs[-1]
-        print(f"scaling efficiency {n} processes: {efficiency[n]:.2f} = {medians[n]:,.0f} / ({n // base} x {medians[base]:,.0f}) "
-              f"(target >= 0.8)")
+        print(f"scaling efficiency {n} processes: split {result['split']['efficiency'][n]:.2f}, "
+              f"per-process {result['per-process']['efficiency'][n]:.2f} (target >= 0.8)")
 
 
 if __name__ == "__main__":

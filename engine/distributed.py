@@ -19,8 +19,10 @@ Outside torchrun (no ``WORLD_SIZE`` > 1 in the environment) ``join`` gives the o
 
 from __future__ import annotations
 
+import gc
 import os
 import re
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -81,24 +83,18 @@ class Ranks:
 
     # ---- collectives ------------------------------------------------------------------------
 
-    def sum_gradients(self, params: list[torch.Tensor], loss: float) -> float:
-        """Sum every parameter's gradient and the loss over the ranks, in place; the summed loss.
+    def sum_gradients(self, gradients: "Gradients | None", loss: float) -> float:
+        """Sum the gradients and the loss over the ranks, in place; the summed loss.
 
-        A parameter that no rank gave a gradient keeps none (Adam leaves it alone, as in one
-        process). The gradients travel as one flat tensor per dtype.
+        A parameter that no rank gave a gradient keeps none (Adam leaves it alone, as in one process).
         """
         if self.size == 1:
             return loss
-        had = [p.grad is not None for p in params]
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        meta = torch.tensor([loss, *had], dtype=torch.float64, device=self.device)
+        meta = torch.tensor([loss, *gradients.touched], dtype=torch.float64, device=self.device)
         with self._talk("summing the gradients"):
-            _sum_([p.grad for p in params] + [meta])
-        for p, n in zip(params, meta[1:].tolist()):
-            if n == 0:
-                p.grad = None
+            for flat in [*gradients.buffers, meta]:
+                dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        gradients.keep([n > 0 for n in meta[1:].tolist()])
         return meta[0].item()
 
     def broadcast_(self, tensors: list[torch.Tensor]) -> bool:
@@ -174,14 +170,49 @@ class Ranks:
                           f"(its message is above) or was silent for over {self.timeout:g}s (CQ_DIST_TIMEOUT)") from None
 
 
-def _sum_(tensors: list[torch.Tensor]) -> None:
-    """All-reduce SUM of ``tensors`` in place, one flat buffer per dtype."""
-    for dtype in dict.fromkeys(t.dtype for t in tensors):
-        group = [t for t in tensors if t.dtype == dtype]
-        flat = torch.cat([t.reshape(-1) for t in group])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        for t, part in zip(group, flat.split([t.numel() for t in group])):
-            t.copy_(part.view_as(t))
+class Gradients:
+    """The gradients of ``params`` as views into one flat buffer per dtype and device, which the ranks sum in place.
+
+    DistributedDataParallel's ``gradient_as_bucket_view``: backward accumulates into the buffers
+    themselves, so summing them copies nothing into or out of a send buffer. A hook marks each
+    parameter whose gradient backward accumulated, so that one untouched on every rank can be
+    left without a gradient, as in one process.
+    """
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.params = list(params)
+        groups: dict = {}
+        for p in self.params:
+            groups.setdefault((p.dtype, p.device), []).append(p)
+        self.buffers = [torch.zeros(sum(p.numel() for p in group), dtype=dtype, device=device)
+                        for (dtype, device), group in groups.items()]
+        views = {}
+        for flat, group in zip(self.buffers, groups.values()):
+            for p, part in zip(group, flat.split([p.numel() for p in group])):
+                views[id(p)] = part.view_as(p)
+        self.views = [views[id(p)] for p in self.params]
+        self.touched = [False] * len(self.params)
+        self._hooks = [p.register_post_accumulate_grad_hook(lambda _, i=i: self.touched.__setitem__(i, True))
+                       for i, p in enumerate(self.params)]
+
+    def zero(self) -> None:
+        """Zero the buffers and give every parameter its view as its gradient (before a backward pass)."""
+        for flat in self.buffers:
+            flat.zero_()
+        for p, view in zip(self.params, self.views):
+            p.grad = view
+        self.touched = [False] * len(self.params)
+
+    def keep(self, mask: list[bool]) -> None:
+        """Drop the gradient of each parameter whose entry in ``mask`` is False."""
+        for p, kept in zip(self.params, mask):
+            if not kept:
+                p.grad = None
+
+    def close(self) -> None:
+        """Remove the hooks (when other parameters join and new buffers replace these)."""
+        for hook in self._hooks:
+            hook.remove()
 
 
 class Shard(Sampler):
@@ -255,6 +286,29 @@ def launch(nproc: int, script: str, argv: list[str], job: str = "training") -> N
         run(args)
     except ChildFailedError as e:
         raise failure(e, nproc, job) from None
+
+
+def fork_ranks(fn, *args, nproc: int = 2) -> dict:
+    """``fn(*args)`` in ``nproc`` ranks forked from this process by torchrun's own agent; each rank's return value.
+
+    For tests and benchmarks: forked ranks start in seconds, where a cold start of torch and Pyro
+    takes ten. The objects alive here are frozen out of the garbage collector first, so that no
+    rank collects the leftovers of an earlier launch (a store whose threads the fork did not copy
+    crashes the rank that frees it). A failed rank is torchrun's ChildFailedError.
+    """
+    from torch.distributed.launcher.api import elastic_launch
+    from torch.distributed.run import config_from_args, get_args_parser
+
+    options = [f"--nproc-per-node={nproc}", "--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0", f"--rdzv-id={uuid.uuid4()}",
+               "--start-method=fork", "--monitor-interval=0.1", "unused"]  # what --standalone sets, for a function
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun warns when it sets it
+    config, _, _ = config_from_args(get_args_parser().parse_args(options))
+    gc.collect()
+    gc.freeze()
+    try:
+        return elastic_launch(config, fn)(*args)
+    finally:
+        gc.unfreeze()
 
 
 def failure(error, nproc: int, job: str = "training") -> CqError:

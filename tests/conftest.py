@@ -1,13 +1,12 @@
 """Shared fixtures: the repository root, the team's reference data, small DAGs, ranks started by torchrun."""
 
 import os
-import uuid
 from pathlib import Path
 
 import pytest
 import torch
-from torch.distributed.launcher.api import elastic_launch
-from torch.distributed.run import config_from_args, get_args_parser
+
+from engine.distributed import fork_ranks
 
 # The tests run small tensors; one thread avoids spin-waiting when the CPU is shared.
 torch.set_num_threads(1)
@@ -29,13 +28,5 @@ def write_dag(tmp_path):
 
 
 def torchrun(fn, *args, nproc: int = 2) -> dict:
-    """``fn(*args)`` in ``nproc`` ranks started by torchrun's own agent (torch.distributed.run), each rank's return value.
-
-    The ranks are forked from this process, whose imports are warm: seconds, where a cold start
-    of torch and Pyro in each process takes ten. A failed rank is torchrun's ChildFailedError.
-    """
-    options = [f"--nproc-per-node={nproc}", "--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0", f"--rdzv-id={uuid.uuid4()}",
-               "--start-method=fork", "--monitor-interval=0.1", "unused"]  # what --standalone sets, for a function
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as conftest.py's torch threads (torchrun warns when it sets it)
-    config, _, _ = config_from_args(get_args_parser().parse_args(options))
-    return elastic_launch(config, fn)(*args)
+    """``fn(*args)`` in ``nproc`` ranks forked from this process by torchrun's agent (engine.distributed.fork_ranks)."""
+    return fork_ranks(fn, *args, nproc=nproc)

@@ -6,6 +6,7 @@ distributed run resumes; a failed or silent rank stops the run with a message in
 # training:   the dSprites DAG with a tiny image network (as in test_train.py)
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -254,7 +255,8 @@ def test_a_silent_rank_times_out_the_others_instead_of_hanging(tiny, whole, tmp_
     # watchdog may abort the process first (SIGABRT), which still ends the run instead of hanging
     assert code == 2 or code == -6, code
     if code == 2:
-        assert "cq: error: rank 0 of 2: summing the gradients failed (Timed out waiting 3000ms" in err and "silent for over 3s" in err
+        assert re.search(r"cq: error: rank 0 of 2: [a-z0-9' ]+ failed \(Timed out waiting 3000ms", err), err[-2000:]
+        assert "silent for over 3s" in err
 
 
 def test_cq_train_nproc_passes_its_other_options_to_each_process():

@@ -24,7 +24,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer import Trace_ELBO
 
-from engine.distributed import Ranks
+from engine.distributed import Gradients, Ranks
 
 ADAM = {"fused": True}  # Adam's update as one kernel per group of tensors, not five per tensor
 
@@ -44,6 +44,7 @@ class SVI:
         self.names: list[str] = []  # param-store names, in the optimizer's order
         self.params: list[torch.Tensor] = []  # ... and the tensors
         self._waiting: dict | None = None  # a saved state, loaded once the parameters are known
+        self.gradients: Gradients | None = None  # under torchrun: the flat buffers the ranks sum
 
     def step(self, args: dict | None) -> float:
         """One gradient step; ``args[name]`` are the positional arguments of that pair.
@@ -66,14 +67,17 @@ class SVI:
     def _descend(self, loss: torch.Tensor | None) -> float:
         if self.optimizer is None:  # nothing to learn
             return float(loss) if loss is not None else 0.0
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.gradients is None:
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            self.gradients.zero()
         if loss is not None:
             loss.backward()
         # Gradients are summed here, after backward, rather than by DistributedDataParallel: DDP wraps one
         # nn.Module whose parameters it knows at construction, while Pyro finds them lazily in the traces of
         # several models and guides (bare pyro.param sites included); and DDP averages where Trace_ELBO sums.
         # The sum of the ranks' summed losses' gradients is exactly the whole batch's gradient.
-        total = self.ranks.sum_gradients(self.params, loss.item() if loss is not None else 0.0)
+        total = self.ranks.sum_gradients(self.gradients, loss.item() if loss is not None else 0.0)
         self.optimizer.step()
         return total
 
@@ -84,6 +88,10 @@ class SVI:
             return new
         self.names += new
         self.params += new.values()
+        if self.ranks.size > 1:
+            if self.gradients is not None:
+                self.gradients.close()
+            self.gradients = Gradients(self.params)
         if self.optimizer is None:
             self.optimizer = torch.optim.Adam(list(new.values()), lr=self.lr, **ADAM)
         else:
