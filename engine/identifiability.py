@@ -7,8 +7,18 @@ the hidden values consistent with the unit's image, so a family's bound is the m
 of the mean over consistent h' of IoU(render(cf labels, h'), render(cf labels, h)).
 ``consistent`` counts what the image tells from the truth no better than the hidden factor's
 own grid resolution (``bound``); pixel-identical renderings alone give ``bound_exact``. A model
-that resolves finer differences than a grid step lies between the two. Worlds opt in through
-``World.hidden_values``; ``engine.evaluate`` reports both bounds beside each family's IoU.
+that resolves finer differences than a grid step lies between the two.
+
+Both assume the renderer's own tie between a unit's hidden value and its counterfactual one
+(the same turn, as the renderer means it, for a square and a heart). Data cannot teach that
+tie when the hidden factor is uniform and independent of the labels: relabelling its values
+separately for each value of the labels (another zero turn for hearts) fits the observational
+and interventional distributions equally well and changes every counterfactual that moves a
+label. ``bound_uncoupled`` is the score of a guess that knows nothing of the tie, a uniform
+pick among all hidden values: what the data alone guarantee, and what a model beats only by
+an assumption built into it (a decoder that applies the labels as geometry). Worlds opt in
+through ``World.hidden_values``; ``engine.evaluate`` reports the three bounds beside each
+family's IoU.
 """
 
 from __future__ import annotations
@@ -72,6 +82,11 @@ def consistent(d: np.ndarray, own: np.ndarray, near: np.ndarray) -> np.ndarray:
     then differ by a few pixels, fewer than two neighbours on the grid differ by.
     """
     return (d <= own[:, None]) | (d < near[:, None])
+
+
+def uncoupled(d: np.ndarray) -> np.ndarray:
+    """(N, K): every combination of hidden values, for each unit (the counterfactual's not tied to the factual one)."""
+    return np.ones_like(d, dtype=bool)
 
 
 def bound(world: World, units: Units, cf: dict[str, np.ndarray], truth: np.ndarray, values: dict[str, np.ndarray], allowed: np.ndarray) -> float:

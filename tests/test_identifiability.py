@@ -46,6 +46,15 @@ def test_the_bound_averages_the_iou_over_the_turns_the_image_allows():
     assert arms_bound(factual_shape=1, cf_shape=1)[1] == 1.0
 
 
+def test_the_uncoupled_bound_guesses_among_every_hidden_value_whatever_the_image_shows():
+    world, units = Arms(), Units(np.zeros(1, np.int64), {"shape": np.array([1]), "t": np.array([1])})
+    cf = {"shape": np.array([1])}
+    allowed = identifiability.uncoupled(np.zeros((1, 4), np.int64))
+    assert allowed.tolist() == [[True] * 4]
+    # the arm itself at 1 of 4 turns, else 1 pixel shared of 3, though the image shows its turn
+    assert identifiability.bound(world, units, cf, world.render(cf, units), world.hidden_values(), allowed) == pytest.approx(0.5)
+
+
 def dsprites_bound(shape: str, to: str, orientation: int, scale: int = 5) -> tuple[np.ndarray, float]:
     # shape -> scale -> y; x; orientation hidden -> img (the renderer)
     world = build_world(load_dag(ROOT / "dags" / "dsprites_hidden_orientation.yaml"))
