@@ -21,7 +21,7 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
 from engine import distributed
 from engine.learn import checkpoint
-from engine.distributed import Ranks, Shard
+from engine.distributed import Gradients, Ranks, Shard
 from engine.learn.svi import SVI
 from engine.learn.train import TrainConfig, train
 from engine.model.dag import parse_dag
@@ -121,6 +121,23 @@ def test_two_ranks_on_a_split_batch_take_the_one_process_step_on_the_whole_batch
                 assert torch.allclose(r[step]["params"][name], one["params"][name], rtol=0, atol=1e-6), (step, name)
         for name in one["params"]:
             assert torch.equal(ranks[0][step]["params"][name], ranks[1][step]["params"][name]), name  # the same parameters
+
+
+def test_gradients_are_views_of_one_buffer_per_dtype_and_backward_marks_the_ones_it_reached():
+    a, b = torch.zeros(3, requires_grad=True), torch.zeros(2, 2, requires_grad=True)
+    c = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    gradients = Gradients([a, b, c])
+    gradients.zero()
+    (2 * a.sum() + c.sum()).backward()
+    assert gradients.touched == [True, False, True]
+    assert [f.tolist() for f in gradients.buffers] == [[2, 2, 2, 0, 0, 0, 0], [1.0]]  # backward wrote into the buffers
+    gradients.keep(gradients.touched)
+    assert b.grad is None and a.grad.data_ptr() == gradients.buffers[0].data_ptr()
+    gradients.zero()  # the next step: every view back, zeroed, nothing marked
+    assert b.grad is not None and a.grad.abs().sum() == 0 and gradients.touched == [False] * 3
+    gradients.close()
+    (a.sum()).backward()
+    assert gradients.touched == [False] * 3  # the hooks are gone
 
 
 def test_each_rank_takes_its_contiguous_slice_of_the_same_global_batches():
