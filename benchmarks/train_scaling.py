@@ -22,7 +22,10 @@ sum" is the share of the timed steps that rank 0 spent in the all-reduce of the 
 waiting for the slower rank included. "split ceiling" is what splitting alone allows, with
 free communication and free cores: one process's images/s on a 1/N batch over its images/s on
 the whole batch (the per-step costs that do not shrink with the batch: the optimizer, the
-passes over the weights, Pyro's tracing).
+passes over the weights, Pyro's tracing). "machine ceiling" is what the cores allow: N
+processes stepping side by side on a whole batch each, summing nothing, over N x one
+process alone (shared caches and memory bandwidth, and a clock that drops when every core
+is busy); no data-parallel scheme on this machine does better than it.
 """
 
 from __future__ import annotations
@@ -50,9 +53,10 @@ from engine.model.dag import load_dag  # noqa: E402
 from engine.model.scm import build_scm  # noqa: E402
 
 
-def rate(dag_path: str, batch: int, steps: int, warmup: int) -> tuple[float, float]:
+def rate(dag_path: str, batch: int, steps: int, warmup: int, together: bool = True) -> tuple[float, float]:
     """Global images/s of ``steps`` SVI steps on this rank's slice of one global batch, and the share of their time
-    spent summing the gradients (sending, and waiting for the slower rank)."""
+    spent summing the gradients (sending, and waiting for the slower rank). ``together=False``: each rank steps
+    alone on its slice, summing nothing (the ranks only meet to start and stop the clock)."""
     tune_cpu(1)
     summing, sum_gradients = [0.0], Ranks.sum_gradients
 
@@ -75,7 +79,7 @@ def rate(dag_path: str, batch: int, steps: int, warmup: int) -> tuple[float, flo
     for m in mechanisms.values():
         m.train()
     args = {name: (part[name], scm.parents(name, part)) for name in mechanisms}
-    svi = SVI({name: (m.model, m.guide) for name, m in mechanisms.items()}, lr=1e-3, ranks=ranks)
+    svi = SVI({name: (m.model, m.guide) for name, m in mechanisms.items()}, lr=1e-3, ranks=ranks if together else Ranks())
     pyro.set_rng_seed(ranks.seed(1))
     with pyro.validation_enabled(False):
         for _ in range(warmup):
@@ -118,10 +122,11 @@ def main() -> None:
     load = os.getloadavg()[0]  # other jobs' share of the CPUs, before this benchmark's ranks
     runs = {("split", n): (n, batch) for n in procs} | {("per-process", n): (n, batch * n // base) for n in procs[1:]}
     runs |= {("alone", n): (base, batch * base // n) for n in procs[1:]}  # one process on a 1/N part of the batch
+    runs |= {("apart", n): (n, batch * n // base, False) for n in procs[1:]}  # N processes side by side, no sum
     rates, summing = {key: [] for key in runs}, {key: [] for key in runs}
     for _ in range(args.rounds):
-        for key, (n, units) in runs.items():
-            r, share = launch(n, args.dag, units, args.steps, args.warmup)
+        for key, (n, units, *together) in runs.items():
+            r, share = launch(n, args.dag, units, args.steps, args.warmup, *together)
             rates[key].append(r)
             summing[key].append(share)
     medians = {key: statistics.median(r) for key, r in rates.items()}
@@ -137,6 +142,7 @@ def main() -> None:
                         "gradient_sum_share": {str(n): shares["split", base] if n == base else shares[mode, n] for n in ns},
                         "all_rounds": {str(n): rates["split", base] if n == base else rates[mode, n] for n in ns}}
     result["split_ceiling"] = {str(n): medians["alone", n] / one for n in procs[1:]}
+    result["machine_ceiling"] = {str(n): medians["apart", n] / (n / base * one) for n in procs[1:]}
     result["images_per_s"], result["efficiency"] = result["split"]["images_per_s"], result["split"]["efficiency"]
     if args.json:
         print(json.dumps(result))
@@ -151,6 +157,9 @@ def main() -> None:
     for n, ceiling in result["split_ceiling"].items():
         print(f"split ceiling {n} processes: {ceiling:.2f} (one process: {medians['alone', int(n)]:,.0f} images/s on "
               f"{batch * base // int(n)} units a step, {one:,.0f} on {batch})")
+    for n, ceiling in result["machine_ceiling"].items():
+        print(f"machine ceiling {n} processes: {ceiling:.2f} ({n} processes side by side, {batch} units each and no "
+              f"gradient sum: {medians['apart', int(n)]:,.0f} images/s)")
     n = str(procs[-1])
     if len(procs) > 1:
         print(f"scaling efficiency {n} processes: split {result['split']['efficiency'][n]:.2f}, "

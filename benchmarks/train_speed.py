@@ -32,12 +32,12 @@ import torch.nn.functional as F  # noqa: E402
 from pyro.infer import SVI as PyroSVI  # noqa: E402
 from pyro.infer import Trace_ELBO  # noqa: E402
 
-from engine.worlds.dsprites import data  # noqa: E402
 from engine.model.dag import load_dag  # noqa: E402
 from engine.model.scm import build_scm  # noqa: E402
 from engine.learn.svi import ADAM, SVI  # noqa: E402
 from engine.device import tune_cpu  # noqa: E402
 from engine.learn.train import TrainConfig, batch_values, batches, load_units  # noqa: E402
+from engine.worlds.world import build_world  # noqa: E402
 
 
 def plain_step(m, opt, image, parents) -> float:
@@ -62,7 +62,8 @@ def timed(step, steps: int, batch: int) -> float:
 
 def loading_rate(dag, name: str, batch_size: int, units: int = 20_000) -> float:
     """Images/s through the trainer's loader: a shuffled batch of labels and packed images, unpacked."""
-    loaded = load_units(dag, data.resample(dag, units, seed=0), npz=None)
+    world = build_world(dag)
+    loaded = load_units(world, world.train_units(units, 0))
     start, count = time.perf_counter(), 0
     for batch in batches(loaded, batch_size, seed=0):
         count += len(batch_values(batch, dag, "cpu")[name])
