@@ -247,19 +247,28 @@ class Evaluation:
         out["intervened"] = ", ".join(nodes)
         return out
 
-    def samples(self, family: Family, k: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def samples(self, family: Family, k: int = 8, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Inputs, counterfactuals and their truths for the first k units of a family (for the picture).
 
         A family skips the units its target would not move (the squares, for do(shape=square)), so
-        the first units are looked through until k are found, or all of them.
+        the units are looked through in order until k are found, or all of them (fewer, or none,
+        where the units are sorted by the factor the family moves, as a whole split is).
         """
-        rows = slice(0, 8 * k)
-        factual = self.factual(rows)
-        act, picked = targets(family, self.scm, factual, torch.Generator().manual_seed(0))
-        picked, act = picked[:k], {n: v[:k] for n, v in act.items()}
+        found, acts = [], []
+        for start in range(0, len(self.units), chunk):
+            rows = torch.arange(start, min(start + chunk, len(self.units)))
+            act, picked = targets(family, self.scm, self.factual(rows.numpy()), torch.Generator().manual_seed(0))
+            found.append(rows[picked[:k - sum(map(len, found))]])
+            acts.append({n: v[:len(found[-1])] for n, v in act.items()})
+            if sum(map(len, found)) == k:
+                break
+        picked = torch.cat(found).numpy()
+        if not len(picked):
+            empty = self.images[:0]
+            return empty, empty, empty
+        act = {n: torch.cat([a[n] for a in acts]) for n in acts[0]}
         with torch.no_grad():
-            cf = self.counterfactual({n: v[picked.to(v.device)] for n, v in factual.items()}, act)
-        picked = picked.numpy()
+            cf = self.counterfactual(self.factual(picked), act)
         truth = self.truth(cf, picked) if self.world.has_renderer else self.images[picked]
         return self.images[picked], cf[self.image].cpu().numpy(), truth
 

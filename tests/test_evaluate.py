@@ -285,3 +285,17 @@ def test_the_picture_shows_k_units_of_a_family_that_skips_some():
     inputs, answers, truths = evaluation.samples(Family("do(shape=square)", ("shape",), "square"))
     assert len(inputs) == len(answers) == len(truths) == 8  # a third of the first units are squares already
     assert np.array_equal(answers, truths)  # the exact model's counterfactual is the truth
+
+
+def test_the_picture_looks_past_a_long_run_of_units_the_family_cannot_move():
+    # a whole split is in index order, dSprites' squares first: do(shape=square) finds its units further on
+    scm = exact("dsprites.yaml")
+    world = build_world(scm.dag)
+    units = world.test_units(40, seed=0)
+    order = np.argsort(units.labels["shape"] != 0, kind="stable")  # every square first
+    squares_first = units.subset(order)
+    evaluation = evaluate.Evaluation(scm, world, squares_first)
+    inputs, answers, truths = evaluation.samples(Family("do(shape=square)", ("shape",), "square"), chunk=4)
+    assert len(inputs) == 8 and np.array_equal(answers, truths)
+    only_squares = evaluate.Evaluation(scm, world, units.subset(np.flatnonzero(units.labels["shape"] == 0)))
+    assert [len(a) for a in only_squares.samples(Family("do(shape=square)", ("shape",), "square"))] == [0, 0, 0]
