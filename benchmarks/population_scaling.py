@@ -4,7 +4,9 @@
                                             [--procs 1,2] [--quick] [--json]
 
 Each run is ``cq query FILE --model M --nproc N`` in a fresh process (torchrun's ranks under
-it for N > 1), the file holding one statement, ``given SELECTION, do(shape=square)``.
+it for N > 1), the file holding one statement, ``given SELECTION, do(shape=square)``, with one
+torch thread a process (``OMP_NUM_THREADS=1``: else one process alone would use every core,
+and the efficiency would compare N cores with N processes of one).
 images/s is the answer's own figure (its summary: every selected unit's counterfactual, from
 the first block to the archive closed, model loading excluded); peak memory is the largest
 resident set of any one process of the run. A smaller selection (``--small``, an eighth of
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -36,7 +39,7 @@ def answer(model: str, statement: str, procs: int, folder: Path) -> dict:
     out = folder / f"out_{procs}_{abs(hash(statement)) % 10**8}"
     command = [sys.executable, "-c", MEASURE, sys.executable, str(ROOT / "cli.py"), "query", str(query), "--model", model,
                "--out", str(out), "--json", "--nproc", str(procs)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
     if result.returncode != 0:
         raise SystemExit(f"population_scaling: {' '.join(command[3:])} failed:\n{result.stderr[-2000:]}")
     record = json.loads(result.stdout.strip().splitlines()[-1])
