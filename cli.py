@@ -220,15 +220,15 @@ def eval_command(args) -> None:
         with torch.no_grad():
             results, evaluation = evaluate.run(scm, world, n=args.n, seed=args.seed, oracles=oracles, out=output, ranks=ranks)
         shown = evaluate.families(scm, world)[1:5]
+        results["picture"] = str(picture)
+        # the figures first: a picture that fails to draw does not lose an evaluation of the whole split
+        print(json.dumps(results) if args.json else evaluate.table(results), flush=True)
         rows = [evaluation.samples(f) for f in shown]
         scale = 255 if dag.nodes[dag.images[0]].domain.levels() > 2 else 1  # gray levels shown as gray
         save_png(grid(np.concatenate([np.concatenate(r) for r in rows]) / scale, columns=8), picture, scale=2)
     ranks.leave()
-    results["picture"] = str(picture)
     if args.json:
-        print(json.dumps(results))
         return
-    print(evaluate.table(results))
     if oracles is None:
         print(f"\n(no pseudo-oracles beside the model: run 'cq train-oracles --model {args.model}' for effectiveness)")
     print(f"\nrows of {picture}: inputs, counterfactuals, ground truth, in threes for {', '.join(f.name for f in shown)}")

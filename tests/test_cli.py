@@ -111,6 +111,20 @@ def test_eval_reports_every_family(model):
         assert 0 <= metrics["iou"] <= 1 and metrics["labels_tv"] < 0.03
 
 
+def test_eval_prints_its_figures_before_it_draws_the_picture(model, monkeypatch, capsys):
+    import cli
+    from engine import images
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(images, "save_png", disk_full)
+    with pytest.raises(OSError):
+        cli.main(["eval", "--model", str(model), "--n", "20", "--json"])
+    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # the figures survive the failed picture
+    assert results["families"]["null"]["iou"] == 1.0
+
+
 @pytest.mark.parametrize("dag", sorted(p.name for p in (ROOT / "dags").glob("*.yaml") if p.name != "dsprites.yaml"))
 def test_every_shipped_dag_trains_and_answers(dag, tmp_path):
     """A tiny model of each story trains, answers a counterfactual, and refuses another story."""
