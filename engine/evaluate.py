@@ -150,8 +150,9 @@ class Evaluation:
     """Runs every metric of one trained model on one set of held-out units of its world."""
 
     def __init__(self, scm: SCM, world: World, units: Units, *, oracles=None, device="cpu", batch: int = 1024, seed: int = 0,
-                 draws: int | None = None):
+                 draws: int | None = None, shared: bool = True):
         self.scm, self.world, self.units, self.oracles, self.device, self.batch = scm, world, units, oracles, device, batch
+        self.shared = shared  # compute SHARED_METRICS, which do not depend on the units (one share of several: rank 0's alone)
         self.image = scm.dag.images[0]
         self.domain = scm.dag.nodes[self.image].domain
         self.labels = list(scm.dag.labels)
@@ -162,8 +163,10 @@ class Evaluation:
             d, own, near = distances(world, units, self.images, self.hidden, self.labels)
             self.allowed = {"bound": consistent(d, own, near), "bound_exact": d <= own[:, None], "bound_uncoupled": uncoupled(d)}
 
-    def factual(self, rows=slice(None)) -> dict[str, torch.Tensor]:
+    def factual(self, rows=slice(None), *, image: bool = True) -> dict[str, torch.Tensor]:
         values = {n: torch.as_tensor(self.units.labels[n][rows], dtype=self.scm.dag.nodes[n].domain.dtype, device=self.device) for n in self.labels}
+        if not image:
+            return values
         values[self.image] = torch.as_tensor(self.images[rows], dtype=torch.float32, device=self.device)
         return values
 
@@ -203,7 +206,8 @@ class Evaluation:
                 result["cells"] = self.cells(family, cf, images, truth)
         if self.oracles is not None:
             result.update(self.oracles.score(cf[self.image].cpu().numpy(), {n: cf[n].cpu().numpy() for n in self.labels}))
-        result["labels_tv"], result["labels_tv_naive"] = label_correctness(self.scm, family, self.seed)
+        if self.shared:
+            result["labels_tv"], result["labels_tv_naive"] = label_correctness(self.scm, family, self.seed)
         return result
 
     def cells(self, family: Family, cf: dict[str, torch.Tensor], images: np.ndarray, truth: np.ndarray) -> dict:
@@ -254,13 +258,14 @@ class Evaluation:
         the units are looked through in order until k are found, or all of them (fewer, or none,
         where the units are sorted by the factor the family moves, as a whole split is).
         """
-        found, acts = [], []
+        found, acts, count = [], [], 0
         for start in range(0, len(self.units), chunk):
             rows = torch.arange(start, min(start + chunk, len(self.units)))
-            act, picked = targets(family, self.scm, self.factual(rows.numpy()), torch.Generator().manual_seed(0))
-            found.append(rows[picked[:k - sum(map(len, found))]])
+            act, picked = targets(family, self.scm, self.factual(rows.numpy(), image=False), torch.Generator().manual_seed(0))
+            found.append(rows[picked[:k - count]])
             acts.append({n: v[:len(found[-1])] for n, v in act.items()})
-            if sum(map(len, found)) == k:
+            count += len(found[-1])
+            if count == k:
                 break
         picked = torch.cat(found).numpy()
         if not len(picked):
@@ -466,7 +471,7 @@ def evaluate_share(scm: SCM, world: World, units: Units, rank: int, size: int, *
     ``seed``), whatever the program drew before.
     """
     rows, draws = np.array_split(np.arange(len(units)), size)[rank], Ranks(rank, size).seed(seed)
-    evaluation = Evaluation(scm, world, units.subset(rows), oracles=oracles, device=device, seed=seed, draws=draws)
+    evaluation = Evaluation(scm, world, units.subset(rows), oracles=oracles, device=device, seed=seed, draws=draws, shared=rank == 0)
     with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
         torch.manual_seed(draws)  # the noise posteriors' draws too: a share's results depend on its rank alone
         families_ = {f.name: evaluation.family(f) for f in families(scm, world)}
@@ -479,7 +484,7 @@ def merge(parts: list[dict]) -> dict:
 
     A family's means are weighted by its units in each share, composition and reversibility by
     the share's units, a GRID family's cells by their own units; the label distances, which
-    come from one simulation of the declared SCM alike on every rank, are rank 0's.
+    come from one simulation of the declared SCM whatever the units, only rank 0 computes.
     """
     first = parts[0]
     if len(parts) == 1:
@@ -497,14 +502,13 @@ SHARED_METRICS = ("labels_tv", "labels_tv_naive")  # from the declared SCM's sim
 
 def _merged(dicts: list[dict], weights: list[int]) -> dict:
     out = {}
-    for key, value in dicts[0].items():
-        values = [d[key] for d in dicts]
+    for key, value in dicts[0].items():  # rank 0's share alone holds SHARED_METRICS
         if key == "cells":
-            out[key] = _merged_cells(values)
+            out[key] = _merged_cells([d[key] for d in dicts])
         elif key in SHARED_METRICS or isinstance(value, (str, bool)) or not isinstance(value, (int, float)):
             out[key] = value
         else:
-            out[key] = sum(w * v for w, v in zip(weights, values)) / max(sum(weights), 1)
+            out[key] = sum(w * d[key] for w, d in zip(weights, dicts)) / max(sum(weights), 1)
     return out
 
 

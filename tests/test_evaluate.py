@@ -270,6 +270,7 @@ def test_two_ranks_evaluate_their_shares_and_rank_0_merges_them(monkeypatch):
     units = world.test_units(60, 0)
     shares = [evaluate.evaluate_share(scm, world, units, rank, 2)[1] for rank in (0, 1)]
     assert [s["share"] for s in shares] == [30, 30]
+    assert "labels_tv" in shares[0]["families"]["null"] and "labels_tv" not in shares[1]["families"]["null"]  # simulated once
     assert two[0]["families"] == evaluate.merge(shares)["families"]
     one, _ = evaluate.run(scm, world, n=60, seed=0)
     null = one["families"]["null"]["iou"]  # no random targets: the one-process mean, from two weighted shares
