@@ -40,6 +40,17 @@ sampled at the canvas's pixel centres, and moved as ``affine`` moves it, the sub
 of the move folded into the same sample (``turn``), so that the edges stay as sharp as the
 template's. A rare turn of a shape then costs nothing the common ones did not teach.
 
+A turn no node holds (a hidden factor) can be a latent of the geometric decoder itself:
+``turns: K`` adds a noise site ``U_<node>_turn`` ~ Uniform{0, ..., K-1} whose value k turns
+the template by 2 pi k / K more (on top of any ``rotate`` parent). It is never sampled while
+training or abducting: the likelihood sums it out exactly, log p(image | parents, z) =
+log mean_k p(image | parents, z, k), and abduction draws it from its exact posterior
+p(k | image, parents, z), proportional to p(image | parents, z, k) (``turn_posterior``). The
+posterior holds every turn the image cannot tell apart (a square's four quarter turns), so
+a counterfactual draws one of them and turns the new template to it, instead of averaging
+them into a blur. Each of the K likelihoods is computed on the canvas patch only (the rest
+of the image is background whatever the turn), from one template per unit.
+
 YAML::
 
     img:
@@ -53,6 +64,7 @@ YAML::
         # rotate: [orientation]    # geometric: the angle parent that turns the template
         # scale: [scale]           # geometric: the factor parent that sizes it
         # oversample: 2            # geometric: template pixels per canvas pixel, each way
+        # turns: 39                # geometric: a latent turn on a grid of 39 angles, enumerated
         latent_dim: 8
         hidden: [256, 512]
         canvas: 32
@@ -80,6 +92,7 @@ from engine.model.mechanism import Mechanism
 from engine.model.registry import register_mechanism
 
 DECODERS = ("affine", "geometric", "mlp", "conv")
+MAX_TURNS = 360  # the most latent turns a geometric decoder enumerates (each costs a patch per unit)
 PLACED = ("affine", "geometric")  # decoders that draw a patch and move it
 DEFAULTS = {
     "decoder": "affine",  # affine | geometric | mlp | conv
@@ -90,6 +103,7 @@ DEFAULTS = {
     "rotate": [],  # geometric: [angle] parent that turns the template (radians, or the domain's unit)
     "scale": [],  # geometric: [factor] parent that sizes the template (1: it spans the canvas)
     "oversample": 2,  # geometric: the template's side is oversample x canvas
+    "turns": 0,  # geometric: K > 0 adds a latent turn on a grid of K angles 2 pi / K apart, enumerated exactly
     "angles": [],  # parents encoded as (sin, cos) of their value
     "channels": 64,  # conv: channels of the first feature map
     "encoder_hidden": 256,  # width of the encoder MLP
@@ -221,13 +235,21 @@ def turn(template: torch.Tensor, angle: torch.Tensor, factor: torch.Tensor, shif
     With u a patch pixel centre in normalised coordinates (x right, y down) and R(a) the
     rotation counter-clockwise as displayed, the patch at u is the template at
     R(-angle) (u - shift) / factor, bilinearly interpolated, ``background`` outside it. With
-    side = T, angle = 90 degrees is ``torch.rot90`` and (0, 1, 0) the identity.
+    side = T, angle = 90 degrees is ``torch.rot90`` and (0, 1, 0) the identity. An (N, K)
+    ``angle`` turns each template K ways at once: (N, K, side, side), one sample of the template.
     """
+    n, many = len(template), angle.dim() == 2
+    angle = angle.view(n, -1).to(template.dtype)
+    k = angle.shape[1]
     c, s = angle.cos(), angle.sin()
-    a = torch.stack([torch.stack([c, -s], 1), torch.stack([s, c], 1)], 1) / factor[:, None, None]
-    theta = torch.cat([a, -(a @ shift[:, :, None])], 2).to(template.dtype)
-    grid = F.affine_grid(theta, [len(template), 1, side, side], align_corners=False)
-    return F.grid_sample((template - background)[:, None], grid, align_corners=False)[:, 0] + background
+    a = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2) / factor.to(template.dtype)[:, None, None, None]
+    # affine_grid's sample points a (u - shift) at the pixel centres u = (x_j, y_i), one broadcast per axis
+    u = (torch.arange(side, device=template.device, dtype=template.dtype) * 2 + 1) / side - 1
+    at = (a @ shift.to(template.dtype)[:, None, :, None])[..., 0]  # (N, K, 2)
+    axis = [a[..., d, 0, None, None] * u + a[..., d, 1, None, None] * u[:, None] - at[..., d, None, None] for d in (0, 1)]
+    grid = torch.stack(axis, -1).view(n, k * side, side, 2)
+    out = F.grid_sample((template - background)[:, None], grid, align_corners=False)[:, 0] + background
+    return out.view(n, k, side, side) if many else out
 
 
 def paste(patch: torch.Tensor, offset: torch.Tensor, height: int, width: int, background: float) -> torch.Tensor:
@@ -275,6 +297,7 @@ class VaeDecoder(Mechanism, nn.Module):
         self.angles = tuple(c["angles"])
         self.placed = c["decoder"] in PLACED
         self.rotated, self.sized = tuple(c["rotate"]), tuple(c["scale"])
+        self.turns = c["turns"]
         for p, domain in parents.items():  # value tables for grid parents, moved by .to()
             if domain.kind == "grid":
                 self.register_buffer(f"values_{p}", torch.tensor(domain.values, dtype=torch.float32))
@@ -343,6 +366,10 @@ class VaeDecoder(Mechanism, nn.Module):
             raise self.error(f"translate is a parameter of the affine and geometric decoders only (decoder is {c['decoder']!r})")
         if c["decoder"] != "geometric" and (c["rotate"] or c["scale"]):
             raise self.error(f"rotate and scale are parameters of the geometric decoder only (decoder is {c['decoder']!r})")
+        if isinstance(c["turns"], bool) or not isinstance(c["turns"], int) or not 0 <= c["turns"] <= MAX_TURNS:
+            raise self.error(f"turns must be a whole number from 0 (no latent turn) to {MAX_TURNS}, got {c['turns']!r}")
+        if c["turns"] and c["decoder"] != "geometric":
+            raise self.error(f"turns is a parameter of the geometric decoder only (decoder is {c['decoder']!r})")
         if set(c["translate"]) & set(c["rotate"] + c["scale"]) or set(c["rotate"]) & set(c["scale"]):
             raise self.error("translate, rotate and scale must name different parents")
         if c["decoder"] == "conv" and (self.domain.shape[0] % 8 or self.domain.shape[1] % 8):
@@ -390,52 +417,98 @@ class VaeDecoder(Mechanism, nn.Module):
 
     # ---- networks ---------------------------------------------------------------------------
 
-    def sprite(self, parents: dict[str, torch.Tensor], z: torch.Tensor) -> Sprite:
-        """The affine or geometric decoder's logits as a moved patch on a background of -logit_bound."""
+    def sprite(self, parents: dict[str, torch.Tensor], z: torch.Tensor, latent_turn: torch.Tensor | None = None) -> Sprite:
+        """The affine or geometric decoder's logits as a moved patch on a background of -logit_bound.
+
+        ``latent_turn``: the latent turn's index per unit (``turns`` > 0; None is turn 0).
+        """
         bound = float(self.config["logit_bound"])
         side = self.config["canvas"]
-        raw = self.decoder(torch.cat([self.encode(parents, self.drawn, len(z)), z], 1))
-        offset = self.shift(torch.stack([self.value(p, parents[p]) for p in self.translate], 1))
         if self.config["decoder"] == "affine":
+            raw = self.decoder(torch.cat([self.encode(parents, self.drawn, len(z)), z], 1))
+            offset = self.shift(torch.stack([self.value(p, parents[p]) for p in self.translate], 1))
             return place((bound * torch.tanh(raw / bound)).view(-1, side, side), offset, self.height, self.width, -bound)
-        fine = side * self.config["oversample"]
-        template = (bound * torch.tanh(raw / bound)).view(-1, fine, fine)
-        whole, rest = corner(offset, side, self.height, self.width, clamp_rest=True)
-        patch = turn(template, self.angle(parents, len(z)), self.factor(parents, len(z)), rest * (2 / side), side, -bound)
+        template, whole, rest = self.template(parents, z)
+        patch = turn(template, self.angle(parents, len(z), latent_turn), self.factor(parents, len(z)), rest * (2 / side), side, -bound)
         return pasted(patch, whole, self.height, self.width, -bound)
 
-    def angle(self, parents: dict[str, torch.Tensor], n: int) -> torch.Tensor:
-        """The geometric decoder's turn in radians, per unit (0 without a rotate parent)."""
-        if not self.rotated:
-            return torch.zeros(n, device=self._device())
-        p = self.rotated[0]
-        return self.value(p, parents[p]) * (math.pi / 180 if self.parents[p].unit == "deg" else 1.0)
+    def template(self, parents: dict[str, torch.Tensor], z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The geometric decoder's (N, T, T) template logits, and its patch's corner: whole pixels and the rest."""
+        bound, fine = float(self.config["logit_bound"]), self.config["canvas"] * self.config["oversample"]
+        raw = self.decoder(torch.cat([self.encode(parents, self.drawn, len(z)), z], 1))
+        offset = self.shift(torch.stack([self.value(p, parents[p]) for p in self.translate], 1))
+        whole, rest = corner(offset, self.config["canvas"], self.height, self.width, clamp_rest=True)
+        return (bound * torch.tanh(raw / bound)).view(-1, fine, fine), whole, rest
+
+    def angle(self, parents: dict[str, torch.Tensor], n: int, latent_turn: torch.Tensor | None = None) -> torch.Tensor:
+        """The geometric decoder's turn in radians, per unit: the rotate parent's (else 0), plus the latent turn's."""
+        angle = torch.zeros(n, device=self._device())
+        if self.rotated:
+            p = self.rotated[0]
+            angle = self.value(p, parents[p]) * (math.pi / 180 if self.parents[p].unit == "deg" else 1.0)
+        return angle if latent_turn is None else angle + latent_turn * (2 * math.pi / self.turns)
+
+    def turn_log_likelihood(self, image: torch.Tensor, parents: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        """log p(image | parents, z, k) for every latent turn k: (N, K).
+
+        The K turned patches come from one template; outside the patch every turn gives the
+        background, so the rest of the image adds one term, the same for every k.
+        """
+        bound, side, n = float(self.config["logit_bound"]), self.config["canvas"], len(z)
+        template, whole, rest = self.template(parents, z)
+        angles = self.angle(parents, n)[:, None] + torch.arange(self.turns, device=z.device) * (2 * math.pi / self.turns)
+        patches = turn(template, angles, self.factor(parents, n), rest * (2 / side), side, -bound)
+        index = pasted(patches[:, 0], whole, self.height, self.width, -bound).index
+        seen = image.reshape(n, -1).gather(1, index).view(n, 1, side, side).to(patches.dtype)
+        background = patches.new_full((), -bound)
+        inside = self.pixels(patches).log_prob(seen) - self.pixels(background.expand_as(seen)).log_prob(seen)
+        return inside + self.pixels(background.expand(image.shape)).log_prob(image.to(patches.dtype))[:, None]
+
+    def turn_posterior(self, image: torch.Tensor, parents: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        """The exact posterior of the latent turn, p(k | image, parents, z): (N, K), rows summing to 1."""
+        return torch.softmax(self.turn_log_likelihood(image, parents, z), 1)
+
+    def pixels(self, logits: torch.Tensor):
+        """The pixel likelihood of a map of logits: BinaryImage, or GrayImage around 255 sigmoid(logits)."""
+        return GrayImage(gray_levels(logits), self.scale()) if self.gray else BinaryImage(logits)
 
     def factor(self, parents: dict[str, torch.Tensor], n: int) -> torch.Tensor:
         """The geometric decoder's size factor, per unit (1 without a scale parent)."""
         return self.value(self.sized[0], parents[self.sized[0]]) if self.sized else torch.ones(n, device=self._device())
 
-    def logits(self, parents: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    def logits(self, parents: dict[str, torch.Tensor], z: torch.Tensor, latent_turn: torch.Tensor | None = None) -> torch.Tensor:
         """Bernoulli logits of every pixel, shape (N, H, W), bounded by +-logit_bound."""
         if self.placed:
-            return self.sprite(parents, z).image()
+            return self.sprite(parents, z, latent_turn).image()
         bound = float(self.config["logit_bound"])
         raw = self.decoder(torch.cat([self.encode(parents, self.drawn, len(z)), z], 1))
         return (bound * torch.tanh(raw / bound)).view(-1, self.height, self.width)
 
-    def loc(self, parents: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    def loc(self, parents: dict[str, torch.Tensor], z: torch.Tensor, latent_turn: torch.Tensor | None = None) -> torch.Tensor:
         """Gray images: mu, the gray level every pixel is drawn around, shape (N, H, W), in [0, 255]."""
         if self.placed:
-            return self.sprite(parents, z).squash(gray_levels).image()
+            return self.sprite(parents, z, latent_turn).squash(gray_levels).image()
         return gray_levels(self.logits(parents, z))
 
-    def probs(self, parents: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    def probs(self, parents: dict[str, torch.Tensor], z: torch.Tensor, latent_turn: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder's probability map p(pixel = 1 | parents, z), shape (N, H, W), strictly in (0, 1); gray: mu / 255."""
         if self.gray:
-            return self.loc(parents, z) / 255
+            return self.loc(parents, z, latent_turn) / 255
         if self.placed:
-            return self.sprite(parents, z).squash(probability).image()  # the sigmoid on the patch only
+            return self.sprite(parents, z, latent_turn).squash(probability).image()  # the sigmoid on the patch only
         return probability(self.logits(parents, z))
+
+    def reconstruct(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The map at the encoder's mean z (and the most likely latent turn): what the model makes of ``image``."""
+        z = self.posterior(image, parents)[0]
+        return self.probs(parents, z, self.abduct_turn(image, parents, z, likeliest=True))
+
+    def abduct_turn(self, image: torch.Tensor, parents: dict[str, torch.Tensor], z: torch.Tensor, *, likeliest: bool = False) -> torch.Tensor | None:
+        """A draw of the latent turn from its exact posterior (its mode if ``likeliest``); None without ``turns``."""
+        if not self.turns:
+            return None
+        log_p = self.turn_log_likelihood(image, parents, z)
+        return log_p.argmax(1) if likeliest else torch.distributions.Categorical(logits=log_p).sample()
 
     def posterior(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoder's q(z | image, parents) = N(z_loc, z_scale)."""
@@ -459,8 +532,11 @@ class VaeDecoder(Mechanism, nn.Module):
             z_loc = image.new_zeros(n, self.latent_dim)
             with poutine.scale(scale=self._kl_scale()):
                 z = pyro.sample(f"{self.site}_z", dist.Normal(z_loc, torch.ones_like(z_loc)).to_event(1))
-            likelihood = GrayImage(self.loc(parents, z), self.scale()) if self.gray else BinaryImage(self.logits(parents, z))
-            pyro.sample(self.name, likelihood, obs=image)
+            if self.turns:  # the latent turn summed out: log mean_k p(image | parents, z, k)
+                pyro.factor(self.name, self.turn_log_likelihood(image, parents, z).logsumexp(1) - math.log(self.turns))
+            else:
+                likelihood = GrayImage(self.loc(parents, z), self.scale()) if self.gray else BinaryImage(self.logits(parents, z))
+                pyro.sample(self.name, likelihood, obs=image)
 
     def guide(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> None:
         """q(z | image, parents) = N(encoder(image, parents))."""
@@ -483,47 +559,62 @@ class VaeDecoder(Mechanism, nn.Module):
         # scalars expanded, not materialised: a query that conditions these sites never pays for n images of zeros
         zero = torch.zeros((), device=self._device())
         pixel = dist.Normal(zero, zero + 1) if self.gray else dist.Uniform(zero, zero + 1)
-        return {
+        noise = {
             f"{self.site}_z": dist.Normal(zero, zero + 1).expand([n, self.latent_dim]).to_event(1),
             f"{self.site}_pix": pixel.expand([n, self.height, self.width]).to_event(2),
         }
+        if self.turns:
+            noise[f"{self.site}_turn"] = dist.Categorical(logits=zero.expand(self.turns)).expand([n])
+        return noise
+
+    def latents(self, noise) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """U_z and the latent turn (None without ``turns``) from a noise dict."""
+        return noise[f"{self.site}_z"], noise.get(f"{self.site}_turn")
+
+    def latent_noise(self, z: torch.Tensor, turn: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The noise dict of U_z and the latent turn (when there is one): ``latents``' inverse."""
+        return {f"{self.site}_z": z} | ({} if turn is None else {f"{self.site}_turn": turn})
 
     def assign(self, parents, noise):
-        u, z = noise[f"{self.site}_pix"], noise[f"{self.site}_z"]
+        u, (z, t) = noise[f"{self.site}_pix"], self.latents(noise)
         if self.gray:
-            return gray_assign(self.loc(parents, z), self.scale(), u)
+            return gray_assign(self.loc(parents, z, t), self.scale(), u)
         if isinstance(u, PixelPosterior):
             if not self.placed:
                 return pixel_counterfactual(u.image, u.p, self.probs(parents, z))
-            return sprite_counterfactual(u.image, u.p, self.sprite(parents, z).squash(probability))
+            return sprite_counterfactual(u.image, u.p, self.sprite(parents, z, t).squash(probability))
         if not self.placed:
             return (u < self.probs(parents, z)).float()
         # the same comparison, 1[u < p], with p read off the sprite: the background in one pass
-        p = self.sprite(parents, z).squash(probability)
+        p = self.sprite(parents, z, t).squash(probability)
         image = torch.lt(u, p.background, out=torch.empty_like(u))  # written as floats: one pass
         inside = u.reshape(len(u), -1).gather(1, p.index)
         image.view(len(u), -1).scatter_(1, p.index, torch.lt(inside, p.values, out=torch.empty_like(inside)))
         return image
 
     def mean(self, parents, noise):
-        """The probability map given the parents and the noise (only U_z matters); gray: mu / 255."""
-        return self.probs(parents, noise[f"{self.site}_z"])
+        """The probability map given the parents and the noise (U_z and the latent turn matter); gray: mu / 255."""
+        return self.probs(parents, *self.latents(noise))
 
     def abduct(self, value, parents, *, deterministic: bool = False):
-        """U_z from q(z | value, parents) (its mean if ``deterministic``); U_pix exactly.
+        """U_z from q(z | value, parents) (its mean if ``deterministic``); the latent turn and U_pix exactly.
 
-        Given p = p(pixel on | parents, z), U_pix is Uniform(0, p) where the pixel is on and
-        Uniform(p, 1) where it is off, so that 1[U_pix < p] gives the value back. Gray: N(0, 1)
-        truncated to the bin of the pixel's level, so that clamp(round(mu + sigma U_pix)) does.
+        The latent turn (``turns``) is drawn from p(k | value, parents, z) (its mode if
+        ``deterministic``). Given p = p(pixel on | parents, z, k), U_pix is Uniform(0, p) where
+        the pixel is on and Uniform(p, 1) where it is off, so that 1[U_pix < p] gives the value
+        back. Gray: N(0, 1) truncated to the bin of the pixel's level, so that
+        clamp(round(mu + sigma U_pix)) does.
         """
         z_loc, z_scale = self.posterior(value, parents)
         z = z_loc if deterministic else z_loc + z_scale * torch.randn_like(z_loc)
+        t = self.abduct_turn(value, parents, z, likeliest=deterministic)
+        latent = self.latent_noise(z, t)
         site = f"{self.site}_pix"
         if self.gray:
-            return {f"{self.site}_z": z, site: gray_noise(value, self.loc(parents, z), self.scale())}
+            return latent | {site: gray_noise(value, self.loc(parents, z, t), self.scale())}
         if not self.placed:
-            return {f"{self.site}_z": z, site: pixel_noise(value, self.probs(parents, z))}
-        p = self.sprite(parents, z).squash(probability)
+            return latent | {site: pixel_noise(value, self.probs(parents, z))}
+        p = self.sprite(parents, z, t).squash(probability)
         n = len(value)
         # off pixels outside the patch: Uniform(p_bg, 1), drawn in one pass over the image
         u = p.values.new_empty(value.shape).uniform_(p.background, below_one(p.values.dtype))  # rounding may reach the top: still < 1
@@ -535,10 +626,10 @@ class VaeDecoder(Mechanism, nn.Module):
             rows = stray.nonzero().squeeze(1)
             whole = Sprite(p.values[rows], p.index[rows], p.background, p.shape).image()
             u[rows] = pixel_noise(value[rows], whole)
-        return {f"{self.site}_z": z, site: u}
+        return latent | {site: u}
 
     def abduct_lazily(self, value, parents):
-        """``abduct`` for one prediction: U_z drawn, U_pix left as its ``PixelPosterior`` (gray: drawn).
+        """``abduct`` for one prediction: U_z and the latent turn drawn, U_pix left as its ``PixelPosterior`` (gray: drawn).
 
         ``assign`` draws the new image from it with a coin only where a pixel is undecided, so
         the noise is never drawn whole; two predictions fed the same posterior draw
@@ -548,8 +639,10 @@ class VaeDecoder(Mechanism, nn.Module):
             return self.abduct(value, parents)
         z_loc, z_scale = self.posterior(value, parents)
         z = z_loc + z_scale * torch.randn_like(z_loc)
-        p = self.sprite(parents, z).squash(probability) if self.placed else self.probs(parents, z)
-        return {f"{self.site}_z": z, f"{self.site}_pix": PixelPosterior(value, p)}
+        t = self.abduct_turn(value, parents, z)
+        p = self.sprite(parents, z, t).squash(probability) if self.placed else self.probs(parents, z)
+        latent = self.latent_noise(z, t)
+        return latent | {f"{self.site}_pix": PixelPosterior(value, p)}
 
     def to(self, *args, **kwargs):
         return nn.Module.to(self, *args, **kwargs)

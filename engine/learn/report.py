@@ -3,10 +3,11 @@
 On held-out units (never seen in training):
 
 - neg ELBO: -E_q[log p(image | parents, z)] + KL(q(z | image, parents) || p(z)), nats per image;
-- reconstruction: the decoder's map at z = the encoder's mean, thresholded at 1/2, scored
+- reconstruction: the decoder's map at z = the encoder's mean (``reconstruct``), thresholded at 1/2, scored
   against the input by pixel accuracy and IoU (intersection over union of the on-pixels,
   averaged over images);
-- decoder speed: images/s of one forward pass (the probability map) on 4,096 units.
+- decoder speed: images/s of one forward pass (the probability map) on 4,096 units;
+- with a latent turn: how many turns the images leave open (``turn_ambiguity``).
 
 Writes ``report.json``, ``report.md``, ``reconstructions.png`` (inputs above their
 reconstructions) and ``traversals.png`` (one row per label parent, swept over its domain
@@ -43,8 +44,7 @@ def evaluate(mechanism, images: torch.Tensor, parents: dict[str, torch.Tensor], 
             x = images[i:i + batch]
             par = {k: v[i:i + batch] for k, v in parents.items()}
             total += elbo.loss(mechanism.model, mechanism.guide, x, par)
-            z_loc, _ = mechanism.posterior(x, par)
-            mean = mechanism.probs(par, z_loc)  # a map in [0, 1]
+            mean = mechanism.reconstruct(x, par)  # a map in [0, 1]
             if gray:  # the mean against the gray levels, and the masks of pixels above half brightness
                 mae += float((mean * 255 - x).abs().mean((1, 2)).sum())
                 x = x / 255
@@ -54,6 +54,26 @@ def evaluate(mechanism, images: torch.Tensor, parents: dict[str, torch.Tensor], 
             iou += float(torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).sum())
     out = {"units": n, "neg_elbo": total / n, "pixel_accuracy": correct / n, "iou": iou / n}
     return out | ({"recon_mae_255": mae / n} if gray else {})
+
+
+@torch.no_grad()
+def turn_ambiguity(mechanism, images: torch.Tensor, parents: dict[str, torch.Tensor], batch: int = 1024) -> dict:
+    """How many latent turns an image leaves open: exp(entropy) of p(k | image, parents, z at the encoder mean).
+
+    Averaged over all units, and by the value of each parent with named values: 1 where
+    the image shows its turn, up to K where it shows none.
+    """
+    spread = []
+    for i in range(0, len(images), batch):
+        x, par = images[i:i + batch], {k: v[i:i + batch] for k, v in parents.items()}
+        p = mechanism.turn_posterior(x, par, mechanism.posterior(x, par)[0])
+        spread.append(torch.special.entr(p).sum(1).exp())
+    spread = torch.cat(spread)
+    out = {"turns": mechanism.turns, "mean": float(spread.mean())}
+    for name, domain in mechanism.parents.items():
+        if domain.kind == "names":
+            out[name] = {label: float(spread[parents[name] == i].mean()) for i, label in enumerate(domain.values) if (parents[name] == i).any()}
+    return out
 
 
 @torch.no_grad()
@@ -108,10 +128,12 @@ def write(scm: SCM, world: World, test: Units, config, out: Path, *, device="cpu
         parents = {p: parents_all[p] for p in dag.nodes[name].parents}
         metrics = evaluate(mechanism, images, parents)
         metrics["decoder_images_per_s"] = decoder_speed(mechanism, parents)
+        if getattr(mechanism, "turns", 0):
+            metrics["turn_ambiguity"] = turn_ambiguity(mechanism, images, parents)
         with torch.no_grad():
             shown = images[:16]
             few = {k: v[:16] for k, v in parents.items()}
-            recon = mechanism.probs(few, mechanism.posterior(shown, few)[0]).cpu().numpy()
+            recon = mechanism.reconstruct(shown, few).cpu().numpy()
         shown = shown.cpu().numpy() / (255 if mechanism.domain.levels() > 2 else 1)
         pairs = np.concatenate([np.concatenate([shown[i:i + 8], recon[i:i + 8]]) for i in range(0, len(shown), 8)])
         save_png(grid(pairs, columns=min(8, len(shown))), out / "reconstructions.png", scale=2)
@@ -149,7 +171,18 @@ def markdown(report: dict, history: list[dict]) -> str:
                   f"- neg ELBO: {m['neg_elbo']:.2f} nats/image",
                   f"- reconstruction pixel accuracy: {m['pixel_accuracy']:.4f}",
                   f"- reconstruction IoU: {m['iou']:.4f}",
-                  f"- decoder forward: {m['decoder_images_per_s']:,.0f} images/s (4,096 units)", "",
+                  f"- decoder forward: {m['decoder_images_per_s']:,.0f} images/s (4,096 units)",
+                  *ambiguity_lines(m.get("turn_ambiguity")), "",
                   "Inputs (odd rows) and reconstructions (even rows):", "", "![reconstructions](reconstructions.png)", "",
                   "Traversals (one row per parent, in the DAG's parent order; z = 0):", "", "![traversals](traversals.png)", ""]
     return "\n".join(lines)
+
+
+def ambiguity_lines(ambiguity: dict | None) -> list[str]:
+    """The report's lines on how many latent turns the images leave open (none without a latent turn)."""
+    if not ambiguity:
+        return []
+    by = [f"{name}: " + ", ".join(f"{label} {v:.2f}" for label, v in values.items())
+          for name, values in ambiguity.items() if isinstance(values, dict)]
+    return [f"- latent turn: the posterior leaves {ambiguity['mean']:.2f} of {ambiguity['turns']} turns open "
+            f"(exp of its entropy, at the encoder's mean z){'; by ' + '; '.join(by) if by else ''}"]

@@ -525,3 +525,149 @@ def test_the_counterfactual_of_a_null_intervention_returns_the_image_bit_for_bit
             draw = counterfactual(scm, unit, interventions, means=True)  # with gradients on, as a caller may leave them
             assert torch.equal(draw.values["img"], image) and not draw.values["img"].requires_grad
             assert draw.means["img"].shape == image.shape and ((draw.means["img"] > 0) & (draw.means["img"] < 1)).all()
+
+
+# ---- the latent turn: turns: K, enumerated exactly --------------------------------------------
+# shape ─┐
+# x, y ──┴─► img        (no node holds the turn: the decoder's latent turn k turns the template by 2 pi k / K)
+
+from engine.causal.inference import counterfactual
+from plugins.binary_image import BinaryImage
+from plugins.gray_image import GrayImage
+
+LATENT = "{decoder: geometric, turns: 4, translate: [x, y], hidden: [16], canvas: 8, oversample: 1, latent_dim: 2, encoder_hidden: 8}"
+
+
+def latent_turn_dag(params: str = LATENT, pixels: str = ""):
+    return parse_dag(textwrap.dedent(f"""
+        name: latent_turn
+        nodes:
+          shape: {{mechanism: categorical, domain: [square, flag], params: {{probs: uniform}}}}
+          x: {{mechanism: categorical, domain: {{linspace: [0, 1, 5]}}, params: {{probs: uniform}}}}
+          y: {{mechanism: categorical, domain: {{linspace: [0, 1, 5]}}, params: {{probs: uniform}}}}
+          img:
+            mechanism: vae_decoder
+            parents: [shape, x, y]
+            domain: {{image: [16, 16]{pixels}}}
+            params: {params}
+    """), "latent_turn.yaml")
+
+
+def drawn_shapes(m) -> None:
+    """Make the decoder draw fixed templates, centred: a square (symmetric under quarter turns) and a flag (not)."""
+    square, flag = torch.full((8, 8), -20.0), torch.full((8, 8), -20.0)
+    square[2:6, 2:6] = 20.0
+    flag[1:7, 1:3] = flag[1:3, 3:6] = 20.0  # a pole and a flag at its top right
+    with torch.no_grad():
+        m.decoder = torch.nn.Linear(4, 64, bias=False)  # input: one-hot shape, then z (ignored)
+        m.decoder.weight.zero_()
+        m.decoder.weight[:, 0], m.decoder.weight[:, 1] = square.flatten(), flag.flatten()
+        m.shift.weight.zero_(), m.shift.bias.zero_()  # centred in the image: no sub-pixel move
+
+
+def test_k_turns_at_once_are_the_k_single_turns():
+    torch.manual_seed(0)
+    template, angles, factor, shift = torch.randn(3, 16, 16), torch.rand(3, 5) * 7, torch.rand(3) + 0.5, torch.rand(3, 2) * 0.1
+    many = turn(template, angles, factor, shift, 8, -5.0)
+    assert many.shape == (3, 5, 8, 8)
+    for k in range(5):
+        assert torch.equal(many[:, k], turn(template, angles[:, k], factor, shift, 8, -5.0))
+
+
+@pytest.fixture(params=["", ", pixels: gray"], ids=["binary", "gray"])
+def latent_scm(request):
+    pyro.set_rng_seed(0)
+    return build_scm(latent_turn_dag(pixels=request.param))
+
+
+def test_the_turn_likelihood_is_the_whole_image_likelihood_at_each_turn(latent_scm):
+    scm, m = latent_scm, latent_scm.mechanisms["img"]
+    with torch.no_grad():
+        values = scm(6)
+        parents, image = scm.parents("img", values), values["img"].clone()
+        image[:, 0, 0] = 255.0 if m.gray else 1.0  # on pixels outside the patch count too
+        z = torch.randn(6, 2)
+        ll = m.turn_log_likelihood(image, parents, z)
+        pixel = (lambda k: GrayImage(m.loc(parents, z, k), m.scale())) if m.gray else (lambda k: BinaryImage(m.logits(parents, z, k)))
+        whole = torch.stack([pixel(torch.full((6,), k)).log_prob(image) for k in range(4)], 1)
+    torch.testing.assert_close(ll, whole, rtol=1e-5, atol=1e-3)
+
+
+def test_the_model_sums_the_turn_out_exactly():
+    pyro.set_rng_seed(0)
+    scm = build_scm(latent_turn_dag())
+    m = scm.mechanisms["img"]
+    values = scm(5)
+    parents = scm.parents("img", values)
+    guide = poutine.trace(m.guide).get_trace(values["img"], parents)
+    model = poutine.trace(poutine.replay(m.model, trace=guide)).get_trace(values["img"], parents)
+    model.compute_log_prob()
+    z = guide.nodes["U_img_z"]["value"]
+    whole = torch.stack([BinaryImage(m.logits(parents, z, torch.full((5,), k))).log_prob(values["img"]) for k in range(4)], 1)
+    torch.testing.assert_close(model.nodes["img"]["log_prob"], whole.logsumexp(1) - math.log(4), rtol=1e-5, atol=1e-3)
+    assert "U_img_turn" not in model.nodes  # summed out, never sampled while training
+
+
+def test_svi_learns_with_the_latent_turn():
+    pyro.set_rng_seed(0)
+    pyro.clear_param_store()
+    scm = build_scm(latent_turn_dag())
+    m = scm.mechanisms["img"]
+    parents = {"shape": torch.arange(64) % 2, "x": torch.full((64,), 2), "y": torch.full((64,), 2)}  # centred
+    image = torch.zeros(64, 16, 16)
+    image[:, 5:11, 7:9] = 1.0  # one bar, upright or lying by the (hidden) turn
+    image[1::2] = image[1::2].transpose(-1, -2)
+    svi = SVI(m.model, m.guide, pyro.optim.Adam({"lr": 0.03}), Trace_ELBO())
+    losses = [svi.step(image, parents) for _ in range(40)]
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+
+
+def test_a_turn_the_image_does_not_show_stays_a_choice_among_the_turns_it_allows():
+    """A square looks the same at its four quarter turns: its posterior is uniform over them, and a
+    counterfactual flag is drawn, clean, at one of the four turns, each a quarter of the time."""
+    pyro.set_rng_seed(0)
+    scm = build_scm(latent_turn_dag())
+    m = scm.mechanisms["img"]
+    drawn_shapes(m)
+    n, centre = 4000, torch.full((4000,), 2)
+    flags = torch.stack([m.probs({"shape": torch.ones(4, dtype=torch.long), "x": centre[:4], "y": centre[:4]}, torch.zeros(4, 2), torch.arange(4))])[0].round()
+    assert len({tuple(f.flatten().tolist()) for f in flags}) == 4  # the flag tells its four turns apart
+    with torch.no_grad():
+        for shape, expected in ((0, torch.full((4,), 0.25)), (1, torch.eye(4)[1])):
+            parents = {"shape": torch.full((1,), shape), "x": centre[:1], "y": centre[:1]}
+            image = m.probs(parents, torch.zeros(1, 2), torch.ones(1, dtype=torch.long)).round()
+            torch.testing.assert_close(m.turn_posterior(image, parents, torch.zeros(1, 2))[0], expected, atol=1e-6, rtol=0)
+        square = m.probs({"shape": torch.zeros(1, dtype=torch.long), "x": centre[:1], "y": centre[:1]}, torch.zeros(1, 2)).round()
+        factual = {"shape": torch.zeros(n, dtype=torch.long), "x": centre, "y": centre, "img": square.expand(n, 16, 16)}
+        answer = counterfactual(scm, factual, {"shape": torch.ones(n, dtype=torch.long)}).values["img"]
+    which = (answer[:, None] == flags[None]).flatten(2).all(2)  # (n, 4): the answer is exactly flag k
+    assert which.any(1).all()  # every answer is one clean flag, never a blend of turns
+    share = which.float().mean(0)
+    assert ((share - 0.25).abs() < 4 * math.sqrt(0.25 * 0.75 / n)).all(), share
+
+
+def test_a_null_intervention_with_the_latent_turn_returns_the_image_bit_for_bit(latent_scm):
+    scm, m = latent_scm, latent_scm.mechanisms["img"]
+    with torch.no_grad():
+        values = scm(200)
+        parents = scm.parents("img", values)
+        for deterministic in (False, True):
+            noise = m.abduct(values["img"], parents, deterministic=deterministic)
+            assert noise["U_img_turn"].shape == (200,) and torch.equal(m.assign(parents, noise), values["img"])
+        assert torch.equal(counterfactual(scm, values, {}).values["img"], values["img"])
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ("{decoder: affine, turns: 4, translate: [x, y], canvas: 8}", "turns is a parameter of the geometric decoder only"),
+        ("{decoder: geometric, turns: -1, translate: [x, y], canvas: 8}", "turns must be a whole number from 0 .no latent turn. to 360"),
+        ("{decoder: geometric, turns: 4.5, translate: [x, y], canvas: 8}", "turns must be a whole number"),
+        ("{decoder: geometric, turns: true, translate: [x, y], canvas: 8}", "turns must be a whole number"),
+        ("{decoder: geometric, turns: 361, translate: [x, y], canvas: 8}", "got 361"),
+    ],
+)
+def test_turns_is_validated_with_the_node_named(params, message):
+    with pytest.raises(DagError, match=message) as error:
+        build_scm(latent_turn_dag(params))
+    assert "latent_turn.yaml:" in str(error.value) and "node 'img'" in str(error.value)
