@@ -96,7 +96,7 @@ MAX_TURNS = 360  # the most latent turns a geometric decoder enumerates (each co
 PLACED = ("affine", "geometric")  # decoders that draw a patch and move it
 DEFAULTS = {
     "decoder": "affine",  # affine | geometric | mlp | conv
-    "latent_dim": 8,  # size of z
+    "latent_dim": 8,  # size of z (0: none)
     "hidden": [256, 512],  # decoder MLP widths
     "canvas": 32,  # affine, geometric: side of the canonical sprite patch, in image pixels
     "translate": [],  # affine, geometric: [horizontal, vertical] parents that move the sprite
@@ -325,15 +325,17 @@ class VaeDecoder(Mechanism, nn.Module):
                 nn.ConvTranspose2d(ch // 2, 1, 4, 2, 1), nn.Flatten(1),
             )
         pooled = (self.height // c["pool"]) * (self.width // c["pool"])
-        self.encoder = mlp([pooled + self.encoded_size(parents), c["encoder_hidden"], c["encoder_hidden"], 2 * self.latent_dim])
+        # without z (latent_dim 0) there is nothing to encode
+        self.encoder = mlp([pooled + self.encoded_size(parents), c["encoder_hidden"], c["encoder_hidden"], 2 * self.latent_dim]) if self.latent_dim else None
 
     def _validate(self, c: dict) -> dict:
         """Check each parameter's type and range; errors name the node and the valid choices."""
         if c["decoder"] not in DECODERS:
             raise self.error(f"decoder must be one of {', '.join(DECODERS)}, got {c['decoder']!r}")
         for key in ("latent_dim", "canvas", "channels", "encoder_hidden", "pool", "oversample"):
-            if isinstance(c[key], bool) or not isinstance(c[key], int) or not 1 <= c[key] <= MAX_WIDTH:
-                raise self.error(f"{key} must be a whole number from 1 to {MAX_WIDTH:,}, got {c[key]!r}")
+            low = 0 if key == "latent_dim" else 1  # no z: the image is drawn from its parents (and a latent turn) alone
+            if isinstance(c[key], bool) or not isinstance(c[key], int) or not low <= c[key] <= MAX_WIDTH:
+                raise self.error(f"{key} must be a whole number from {low} to {MAX_WIDTH:,}, got {c[key]!r}")
         hidden = c["hidden"]
         if isinstance(hidden, int) and not isinstance(hidden, bool):
             c["hidden"] = hidden = [hidden]
@@ -403,7 +405,7 @@ class VaeDecoder(Mechanism, nn.Module):
 
     def encode(self, parents: dict[str, torch.Tensor], names, n: int) -> torch.Tensor:
         """One-hot (names), value (numbers) or (sin, cos) in radians (angles) per parent, concatenated: (n, width)."""
-        parts = [torch.zeros(n, 0, device=self.encoder[0].weight.device)]
+        parts = [torch.zeros(n, 0, device=self._device())]
         for p in names:
             domain, encoded = self.parents[p], parents[p]
             if domain.kind == "names":
@@ -511,7 +513,10 @@ class VaeDecoder(Mechanism, nn.Module):
         return log_p.argmax(1) if likeliest else torch.distributions.Categorical(logits=log_p).sample()
 
     def posterior(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The encoder's q(z | image, parents) = N(z_loc, z_scale)."""
+        """The encoder's q(z | image, parents) = N(z_loc, z_scale); (N, 0) tensors without z."""
+        if not self.latent_dim:
+            empty = image.new_zeros(len(image), 0, dtype=torch.float32)
+            return empty, empty + 1
         pixels = image[:, None].float() / 255 if self.gray else image[:, None].float()
         pooled = F.avg_pool2d(pixels, self.config["pool"]).flatten(1)
         out = self.encoder(torch.cat([pooled, self.encode(parents, self.parents, len(image))], 1))
@@ -540,7 +545,8 @@ class VaeDecoder(Mechanism, nn.Module):
 
     def guide(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> None:
         """q(z | image, parents) = N(encoder(image, parents))."""
-        pyro.module(f"{self.name}_encoder", self.encoder)
+        if self.encoder is not None:
+            pyro.module(f"{self.name}_encoder", self.encoder)
         with pyro.plate(f"{self.name}_batch", image.shape[0]):
             z_loc, z_scale = self.posterior(image, parents)
             with poutine.scale(scale=self._kl_scale()):

@@ -158,5 +158,5 @@ def test_a_dag_asking_for_a_huge_network_is_refused_before_it_is_built(tmp_path)
     with pytest.raises(CheckpointError, match=r"weights for node 'img' do not fit its network \('.*' is \[.*\] in the file, \[\d+, 160\d\d\] in the DAG\)"):
         checkpoint.load_model(tmp_path)
     # beyond the cap the DAG itself is refused, before anything is sized
-    with pytest.raises(DagError, match="latent_dim must be a whole number from 1 to 16,384"):
+    with pytest.raises(DagError, match="latent_dim must be a whole number from 0 to 16,384"):
         build_scm(parse_dag(tiny_dag().text.replace("latent_dim: 2", "latent_dim: 1000000000"), "tiny.yaml"))

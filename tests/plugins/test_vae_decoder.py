@@ -185,8 +185,8 @@ def test_cuda_places_everything_on_the_gpu():
         ("{decoder: mlp, translate: [x, y]}", "translate is a parameter of the affine and geometric decoders only"),
         ("{translate: [x, y], hidden: [16, -2]}", "hidden must be a list of 1 to 16 layer widths"),
         ("{translate: [x, y], hidden: [1000000000]}", "widths from 1 to 16,384"),
-        ("{translate: [x, y], latent_dim: 1000000000}", "latent_dim must be a whole number from 1 to 16,384"),
-        ("{translate: [x, y], latent_dim: 0}", "latent_dim must be a whole number from 1"),
+        ("{translate: [x, y], latent_dim: 1000000000}", "latent_dim must be a whole number from 0 to 16,384"),
+        ("{translate: [x, y], latent_dim: -1}", "latent_dim must be a whole number from 0"),
         ("{translate: [x, y], angles: turn}", "angles must be a list of parent names"),
         ("{translate: [x, y], canvas: 8, pool: 3}", "pool must divide the image sides"),
         ("{translate: [x, y]}", r"canvas \(32\) must fit in the binary image 16x16"),
@@ -671,3 +671,22 @@ def test_turns_is_validated_with_the_node_named(params, message):
     with pytest.raises(DagError, match=message) as error:
         build_scm(latent_turn_dag(params))
     assert "latent_turn.yaml:" in str(error.value) and "node 'img'" in str(error.value)
+
+
+def test_without_z_the_image_is_drawn_from_its_parents_and_the_latent_turn_alone():
+    import warnings
+
+    pyro.set_rng_seed(0)
+    pyro.clear_param_store()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no zero-sized layer (torch warns on those)
+        scm = build_scm(latent_turn_dag(LATENT.replace("latent_dim: 2", "latent_dim: 0")))
+    m = scm.mechanisms["img"]
+    assert m.encoder is None
+    with torch.no_grad():
+        values = scm(50)
+        parents = scm.parents("img", values)
+        noise = m.abduct(values["img"], parents)
+        assert noise["U_img_z"].shape == (50, 0) and torch.equal(m.assign(parents, noise), values["img"])
+    svi = SVI(m.model, m.guide, pyro.optim.Adam({"lr": 0.01}), Trace_ELBO())
+    assert math.isfinite(svi.step(values["img"], parents))
