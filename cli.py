@@ -19,7 +19,8 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 from engine import limits  # noqa: E402
 from engine.errors import CqError  # noqa: E402
 
-DEFAULT_DAG = "dags/dsprites.yaml"
+DEFAULT_DAG = "dags/dsprites.yaml"  # the DAG of commands given none (cq data, cq train)
+DEFAULT_RUN = "runs/dsprites"  # the run folder of commands given none (cq train, query, eval, train-oracles)
 
 
 def dag_show(args) -> None:
@@ -162,7 +163,7 @@ def query_command(args) -> None:
     else:
         from engine.learn.checkpoint import load_model
 
-        model = args.model or "runs/dsprites"
+        model = args.model or DEFAULT_RUN
         dag, scm = load_model(model, dag=args.dag)
         oracles = build_world(dag).oracles(model)
     world = build_world(dag)
@@ -336,7 +337,7 @@ def parser() -> argparse.ArgumentParser:
 
     from engine.learn.train import TrainConfig
 
-    d = TrainConfig()
+    d = TrainConfig(dag=DEFAULT_DAG, out=DEFAULT_RUN)
     train = commands.add_parser("train", help="fit the DAG's learnable mechanisms (the image decoder) with SVI")
     train.add_argument("--dag", default=d.dag, help=f"the DAG file (default {d.dag})")
     train.add_argument("--out", type=output_path, default=d.out, help=f"run folder for model.pt and the report (default {d.out})")
@@ -357,7 +358,7 @@ def parser() -> argparse.ArgumentParser:
     train.set_defaults(run=train_command)
     query = commands.add_parser("query", help="answer the statements of .cq files with a trained model, or label questions with a DAG")
     query.add_argument("files", nargs="+", metavar="FILE.cq")
-    query.add_argument("--model", help="a run folder or checkpoint file (default runs/dsprites, unless --dag is given alone)")
+    query.add_argument("--model", help=f"a run folder or checkpoint file (default {DEFAULT_RUN}, unless --dag is given alone)")
     query.add_argument("--dag", help="with --model: refuse unless the model was trained on this DAG file; "
                                      "alone: answer label-only statements from the DAG's declared mechanisms")
     query.add_argument("--out", type=output_path, default="runs/answers", help="folder for PNG panels, images and distribution charts")
@@ -368,7 +369,7 @@ def parser() -> argparse.ArgumentParser:
     query.set_defaults(run=query_command)
 
     evaluation = commands.add_parser("eval", help="measure counterfactuals against the renderer's ground truth")
-    evaluation.add_argument("--model", default="runs/dsprites")
+    evaluation.add_argument("--model", default=DEFAULT_RUN)
     evaluation.add_argument("--n", type=units_or_all, default=2000, help="held-out units per family, or 'all': every unit of the test split")
     evaluation.add_argument("--nproc", type=whole(1, limits.MAX_WORKERS), default=1,
                             help="share the units out among N processes on this machine, through torchrun")
@@ -377,7 +378,7 @@ def parser() -> argparse.ArgumentParser:
     evaluation.set_defaults(run=eval_command)
 
     oracles = commands.add_parser("train-oracles", help="train the pseudo-oracle classifiers beside a model")
-    oracles.add_argument("--model", default="runs/dsprites")
+    oracles.add_argument("--model", default=DEFAULT_RUN)
     oracles.add_argument("--seed", type=seed)
     oracles.add_argument("--device", choices=["auto", "cpu", "cuda"])
     oracles.add_argument("--epochs", type=epochs)

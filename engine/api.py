@@ -2,10 +2,10 @@
 
     from engine.api import load
 
-    model = load("runs/dsprites")                 # a run folder or checkpoint; or load("dags/dsprites.yaml")
+    model = load("runs/<name>")                   # a run folder or checkpoint; or load("dags/<name>.yaml")
     answer = model.ask("P(y > 0.5 | do(scale=1.0))")
-    answer.value, answer.stderr, answer.method, answer.kind     # 0.8667, 0.0, 'exact enumeration', 'probability'
-    model.ask("u = dsprites[245760]")             # names bound by one ask are kept for the next
+    answer.value, answer.stderr, answer.method, answer.kind     # e.g. 0.8667, 0.0, 'exact enumeration', 'probability'
+    model.ask("u = data[3]")                      # names bound by one ask are kept for the next
     model.ask("P(y@do(shape=square) > 0.5 | u)")  # Monte Carlo over u's exact noise posteriors
 
 A DAG file gives its declared label mechanisms (learned ones by their declared truth) and no

@@ -1,10 +1,10 @@
 """How well a counterfactual can do when the DAG hides a factor that the picture shows only up to a symmetry.
 
-A factor the DAG leaves out (dSprites' orientation in ``dags/dsprites_hidden_orientation.yaml``)
-must be read off the factual image, which may show it only up to a symmetry of the picture (a
-square's turn modulo 90 degrees, an ellipse's modulo 180). A best guess picks uniformly among
-the hidden values consistent with the unit's image, so a family's bound is the mean over units
-of the mean over consistent h' of IoU(render(cf labels, h'), render(cf labels, h)).
+A factor the DAG leaves out (say, an orientation that no node names) must be read off the
+factual image, which may show it only up to a symmetry of the picture (a square's turn modulo
+90 degrees, an ellipse's modulo 180). A best guess picks uniformly among the hidden values
+consistent with the unit's image, so a family's bound is the mean over units of the mean over
+consistent h' of IoU(render(cf labels, h'), render(cf labels, h)).
 ``consistent`` counts what the image tells from the truth no better than the hidden factor's
 own grid resolution (``bound``); pixel-identical renderings alone give ``bound_exact``. A model
 that resolves finer differences than a grid step lies between the two.

@@ -10,7 +10,7 @@ The rule, for every command with ``--out``:
 1. Before any work, ``check_writable``: ``--out`` is not empty, is (or will be made) a folder,
    not a file or under one, and cq can create files there.
 2. Each folder cq writes into keeps a manifest, ``.cq-manifest.json``: for each job (a command
-   and what it makes, e.g. ``"query"``, ``"train"``, ``"data resample dsprites.npz"``) the
+   and what it makes, e.g. ``"query"``, ``"train"``, ``"data resample labels.npz"``) the
    files that job wrote there last time.
 3. ``Output.path(name)`` names a file the job is about to write. It may be a file the same
    job wrote last time or one that does not exist yet; any other existing file is never
@@ -71,7 +71,7 @@ def check_writable_file(path: str | Path, *, flag: str = "--out") -> Path:
     """``path`` as a Path once it is known that cq can write a file there: not a folder, in a writable folder."""
     text = os.fspath(path)
     if not text.strip():
-        raise CqError(f"{flag} is empty; give a file to write (e.g. {flag} runs/data/dsprites.npz)")
+        raise CqError(f"{flag} is empty; give a file to write (e.g. {flag} runs/data/labels.npz)")
     path = Path(text)
     if path.is_dir():
         raise CqError(f"{path}: is a folder; give a file name for {flag}")

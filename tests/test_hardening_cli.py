@@ -210,7 +210,7 @@ def test_resume_says_which_settings_the_checkpoint_keeps(tmp_path):
 
     dag, _ = save_tiny(tmp_path / "model.pt")
     lines = []
-    _, config = resume_from(tmp_path / "model.pt", dag, TrainConfig(seed=7), log=lines.append)
+    _, config = resume_from(tmp_path / "model.pt", dag, TrainConfig(dag.path, str(tmp_path), seed=7), log=lines.append)
     assert config.seed == 0 and "the checkpoint's settings replace this run's: seed 0 (not 7)" in lines
 
 

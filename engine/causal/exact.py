@@ -7,8 +7,9 @@ For discrete nodes the SCM's distribution under ``do`` is a product of tables,
 each table read off the mechanism's own ``log_prob`` over every parent configuration (an
 intervened node's table is a point mass with no parents). The joint of a set of nodes needs
 only their ancestors in the intervened graph (the other nodes sum to 1), and those are summed
-out one at a time, smallest product first (variable elimination), so a query over dSprites'
-labels (at most 3 x 40 x 6 x 32 x 32 = 737,280 states) costs a few small tensor products::
+out one at a time, smallest product first (variable elimination), so a query over labels with
+hundreds of thousands of joint states (five of 3, 40, 6, 32 and 32 values) costs a few small
+tensor products::
 
     enumeration = Enumeration(scm)
     p = enumeration.joint(["y", "shape"], {"scale": 5})   # P(y, shape | do(scale=1.0)), shape (32, 3)

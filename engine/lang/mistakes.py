@@ -127,13 +127,13 @@ _RIGHT = (
 
 # Labelled example mistakes; a syntax error that stops where one of these stops gets its words.
 # {expected} lists what would have been accepted, {construct} names the innermost open bracket
-# (do(...), png(...), P(...), dsprites[...]), {item} what a do(...) or png(...) holds, {op} the
+# (do(...), png(...), P(...), data[...]), {item} what a do(...) or png(...) holds, {op} the
 # comparison before the error; in the examples, {pre} and {v} are filled in by _variants.
 _MISTAKES = {
     "expected ',' or ')' after {item} (name=value)": _variants(
         "do({pre}shape={v} x=0.5)",
         "given img, do({pre}shape={v} x=0.5)",
-        "given dsprites[1], do({pre}shape={v} x=0.5)",
+        "given data[1], do({pre}shape={v} x=0.5)",
         'img = png("a.png", {pre}shape={v} scale=1.0)',
         'given png("a.png", {pre}shape={v} scale=1.0), do(x=0.5)',
     )
@@ -153,31 +153,31 @@ _MISTAKES = {
         'given png("a.png"',
         'given png("a.png", {pre}shape={v}',
     ),
-    "missing ']': {construct} is not closed": ["img = dsprites[3", "given dsprites[3, do(shape=heart)"],
+    "missing ']': {construct} is not closed": ["img = data[3", "given data[3, do(shape=heart)"],
     "expected 'do(...)' after the unit: a counterfactual reads 'given img, do(name=value)'": _variants(
         "given img,",
         "given img, shape=square",
         "given img, samples 3",
-        "given dsprites[3]",
-        "given dsprites[3] samples 2",
-        "given dsprites[3],",
-        "given dsprites[3], shape=square",
-        "given dsprites[shape=heart]",
-        "given dsprites[0:10]",
+        "given data[3]",
+        "given data[3] samples 2",
+        "given data[3],",
+        "given data[3], shape=square",
+        "given data[shape=heart]",
+        "given data[0:10]",
         'given png("a.png", {pre}shape={v})',
         'given png("a.png", {pre}shape={v}) samples 2',
         'given png("a.png", {pre}shape={v}),',
         'given png("a.png", {pre}shape={v}), shape=square',
     ),
     "after 'given {word}' expected '=' for evidence (given shape=heart), ', do(...)' for a counterfactual "
-    "(given img, do(shape=square)) or '[' for a unit (given dsprites[3], do(shape=square))": [
+    "(given img, do(shape=square)) or '[' for a unit (given data[3], do(shape=square))": [
         "given img",
         "given img samples 3",
         "given img x",
     ],
     "expected ',' between the unit and do(...): 'given img, do(name=value)'": _variants(
         "given img do(shape=heart)",
-        "given dsprites[3] do(shape=heart)",
+        "given data[3] do(shape=heart)",
         'given png("a.png", {pre}shape={v}) do(shape=heart)',
     ),
     "'samples' needs a whole number of draws, e.g. 'samples 8'": _variants(
@@ -222,7 +222,7 @@ _MISTAKES = {
     "E[...] needs a node, a statistic or arithmetic over them: E[y], E[area(img)], E[y@do(x=1) - y]": (
         _at_query("E[]", "E[|")
     ),
-    "expected evidence (shape=heart), do(...) or a unit (u, dsprites[3]) after '|'": _at_query(
+    "expected evidence (shape=heart), do(...) or a unit (u, data[3]) after '|'": _at_query(
         "P(a | )", "P(a | 3)", "E[a | ]", "E[a | 3]", "P(a | b=1, )", "E[a | b=1, ]"
     ),
     "expected '[' after 'E': an expectation reads E[y | ...]": _at_query("E(a)", "E a"),
@@ -231,27 +231,27 @@ _MISTAKES = {
     "e.g. PNS(y > 0.5, do(shape=heart), do(shape=square))": _at_query(
         "PNS(a > 1)", "PNS(a > 1, b=1)", "PNS(a > 1, do(b=1))", "PNS(a > 1, do(b=1) | u)", "PNS(a)", "PNS()"
     ),
-    "expected a unit: world[index] (dsprites[3]), world[name=value, ...] (dsprites[shape=heart]), "
-    "world[start:stop] (pendulum[0:100]) or png(\"path\", name=value, ...)": [
+    "expected a unit: world[index] (data[3]), world[name=value, ...] (data[shape=heart]), "
+    "world[start:stop] (data[0:100]) or png(\"path\", name=value, ...)": [
         "img =",
         "img = 3",
         "img = (",
         "img = square",
     ],
     "expected '[' after '{word}': a unit reads {word}[index], {word}[name=value, ...] or {word}[start:stop]": [
-        "img = dsprites(3)",
-        "img = dsprites 3",
+        "img = data(3)",
+        "img = data 3",
     ],
-    "expected an index (dsprites[3]), a slice (dsprites[0:100]) or conditions (dsprites[shape=heart]) "
-    "inside {word}[...]": ["img = dsprites[]", "img = dsprites[,", "given dsprites[], do(x=1)"],
-    "a condition compares a label with a value: dsprites[shape=heart, scale>=0.5]": [
-        "img = dsprites[x]",
-        "img = dsprites[x,",
-        "img = dsprites[0:10, x]",
-        "img = dsprites[0:10, 3]",
-        "given dsprites[x], do(shape=heart)",
-        "img = dsprites[a=1, x]",
-        "img = dsprites[a=1, 3]",
+    "expected an index ({word}[3]), a slice ({word}[0:100]) or conditions ({word}[shape=heart]) "
+    "inside {word}[...]": ["img = data[]", "img = data[,", "given data[], do(x=1)"],
+    "a condition compares a label with a value: data[shape=heart, scale>=0.5]": [
+        "img = data[x]",
+        "img = data[x,",
+        "img = data[0:10, x]",
+        "img = data[0:10, 3]",
+        "given data[x], do(shape=heart)",
+        "img = data[a=1, x]",
+        "img = data[a=1, 3]",
     ],
     "expected '(' after 'do': do(name=value, ...)": ["do", "do x=1)", "given img, do", "given img, do x=1)"]
     + _in_event("a@do x", "a@do)"),
@@ -269,7 +269,7 @@ _MISTAKES = {
     ],
     _STATEMENT_START: [
         "img, do(shape=square)",
-        "dsprites[3]",
+        "data[3]",
         "giv img, do(shape=square)",
         "giv shape=heart",
         "dp(shape=heart)",
@@ -291,8 +291,8 @@ _MISTAKES = {
         "given img, do({pre}shape=heart,) x",
         "given img, do({pre}shape=heart) samples 3 x",
         "given {pre}shape={v} samples 3 x",
-        "img = dsprites[3] x",
-        "img = dsprites[shape=heart] x",
+        "img = data[3] x",
+        "img = data[shape=heart] x",
         'img = png("a.png", {pre}shape={v}) x',
     )
     + _at_query("P(a) x", "P(a > 1) x", "E[a] x", "PNS(a > 1, do(b=1), do(b=2)) x")

@@ -7,7 +7,7 @@ whether ``y`` is a node, ``u`` a bound unit or ``heart`` a value is for the exec
 
 The tree, statement by statement (``|`` between alternatives)::
 
-    Bind(name, unit: IndexUnit | Selection | PngUnit)                      img = dsprites[3]
+    Bind(name, unit: IndexUnit | Selection | PngUnit)                      img = data[3]
     Counterfactual(unit: VarRef | IndexUnit | Selection | PngUnit,
                    interventions: tuple[Assignment], samples)              given img, do(shape=square)
     Interventional(interventions: tuple[Assignment], samples)             do(shape=heart) samples 16
@@ -27,8 +27,8 @@ The tree, statement by statement (``|`` between alternatives)::
     Intervention(assignments: tuple[Assignment])      do(shape=square) in a numeric query
     Assignment(name, value: Value)                    shape=square;  Value(value: str | float, unit)
 
-    IndexUnit(world, index)                           dsprites[245760], pendulum[12]
-    Selection(world, conditions: tuple[Event], start, stop)   dsprites[shape=heart], data[:100]
+    IndexUnit(world, index)                           data[3], NAME[12]
+    Selection(world, conditions: tuple[Event], start, stop)   data[shape=heart], data[:100]
     PngUnit(path, labels: tuple[Assignment])          png("a.png", shape=heart)
     VarRef(name)                                      img, a unit bound earlier
 """
@@ -106,8 +106,8 @@ class Intervention:
 class IndexUnit:
     """``world[index]``: datum ``index`` (a whole number, 0 or more) of the world or data set ``world``.
 
-    ``dsprites[245760]``, ``pendulum[12]``, ``data[3]``; whether ``world`` exists and the index is
-    in range is for the executor to say.
+    ``data[3]`` (``data``: the DAG's world, whatever its name), ``NAME[12]``; whether ``world``
+    exists and the index is in range is for the executor to say.
     """
 
     world: str
@@ -120,8 +120,8 @@ class IndexUnit:
 class Selection:
     """``world[start:stop, conditions]``: the population of the world's data that match.
 
-    ``dsprites[shape=heart, scale>=0.5]`` keeps the data whose labels satisfy every condition
-    (each an :class:`Event` on a bare :class:`Term`); ``pendulum[0:10000]``, ``data[5:]`` and
+    ``data[shape=heart, scale>=0.5]`` keeps the data whose labels satisfy every condition
+    (each an :class:`Event` on a bare :class:`Term`); ``data[0:10000]``, ``data[5:]`` and
     ``data[:100]`` keep a Python slice (``start`` and ``stop`` are None where left out, and never
     negative; ``stop > start`` when both are given); ``data[:100, shape=heart]`` does both: the
     slice first, then the conditions.
@@ -222,8 +222,8 @@ class Given:
 
     ``evidence``: items with an operator (``shape=heart``, ``y > 0.5``), to condition on.
     ``do``: the one ``do(...)`` item, if any (the parser rejects a second one).
-    ``units``: bare names (``u``, units bound earlier) and inline units (``dsprites[3]``,
-    ``dsprites[shape=heart]``): the query is asked of these units (or populations).
+    ``units``: bare names (``u``, units bound earlier) and inline units (``data[3]``,
+    ``data[shape=heart]``): the query is asked of these units (or populations).
     """
 
     evidence: tuple[Event, ...]

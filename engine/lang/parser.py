@@ -1,7 +1,7 @@
 """Parse .cq text into a :class:`~engine.lang.nodes.Program`, or fail with a QueryError that says where.
 
 The grammar is ``cq.lark`` beside this file, parsed LALR(1); syntax errors are put into words by
-``mistakes.py``. Checks that need only the statement itself (``samples 0``, ``dsprites[-1]``,
+``mistakes.py``. Checks that need only the statement itself (``samples 0``, ``data[-1]``,
 ``do()``, a name set twice, a keyword bound as a name, two ``do(...)`` after one ``|``) are made
 while the tree becomes dataclasses, and are reported the same way: ``path:line:column: message``,
 the line, and a caret under the column. The language itself is described in ``engine/lang/__init__.py``.

@@ -46,8 +46,8 @@ from engine.device import pick_device, tune_cpu
 class TrainConfig:
     """Everything that defines a training run; stored in its checkpoint."""
 
-    dag: str = "dags/dsprites.yaml"  # the DAG file whose learnable mechanisms are fitted
-    out: str = "runs/dsprites"  # run folder: model.pt, report.json, report.md, PNGs
+    dag: str  # the DAG file whose learnable mechanisms are fitted
+    out: str  # run folder: model.pt, report.json, report.md, PNGs
     n: int = 200_000  # units drawn from the DAG; the ~10% that are test images are dropped
     epochs: int = 10  # passes over the training units
     batch_size: int = 256  # units per SVI step (Pyro's fixed cost per step is then under a tenth of it)

@@ -2,22 +2,23 @@
 
 A DAG file declares one node per variable::
 
-    name: dsprites
-    description: shape drives orientation and scale, which drive position.
+    name: story
+    description: a drives b.
     nodes:
-      shape:
+      a:
         mechanism: categorical
-        domain: [square, ellipse, heart]
-        params: {probs: [0.3, 0.3, 0.4]}
-      scale:
+        domain: [low, high]
+        params: {probs: [0.3, 0.7]}
+      b:
         mechanism: categorical
-        parents: [shape]
+        parents: [a]
         domain: {linspace: [0.5, 1.0, 6]}
-        params: {probs: {square: [...], ellipse: [...], heart: [...]}}
+        params: {probs: {low: [...], high: [...]}}
 
 A domain is a list of names, a grid, real numbers or an image (``engine.model.domains``).
-``world:`` names where the data come from (``dsprites`` when absent): a registered world,
-or a mapping ``{files: PATH}`` for a world with options.
+``world:`` names where the data come from: a registered world (``world: NAME``), or a mapping
+``{NAME: options}`` for a world with options; when absent, the name is None and
+``engine.worlds.world`` gives the world registered as the default.
 
 The file is read by ``engine.model.yamlfile`` (duplicate keys, alias bombs, non-finite
 numbers and files that are not UTF-8 are errors with a line and column).
@@ -38,15 +39,14 @@ from engine.model import domains
 from engine.model.domains import Domain, DomainError
 from engine.model.yamlfile import MAX_BYTES, number, read_yaml
 
-DEFAULT_WORLD = "dsprites"
 TOP_KEYS = ("name", "description", "world", "nodes")
 
 
 @dataclass(frozen=True)
 class WorldSpec:
-    """The world a DAG's data come from: a registered name and its options (``{files: PATH}``)."""
+    """The world a DAG's data come from: a registered name (None: the default world) and its options."""
 
-    name: str = DEFAULT_WORLD
+    name: str | None = None
     options: Any = None
     line: int = 0
 
@@ -148,7 +148,7 @@ def parse_dag(text: str | bytes, path: str = "<dag>") -> DagSpec:
         order=order,
         path=path,
         text=text,
-        world=_world(data.get("world", DEFAULT_WORLD), path, _key_lines(root).get("world", 0)),
+        world=_world(data["world"], path, _key_lines(root).get("world", 0)) if "world" in data else WorldSpec(),
     )
 
 
@@ -159,7 +159,7 @@ def _world(spec: Any, path: str, line: int) -> WorldSpec:
     if isinstance(spec, dict) and len(spec) == 1 and isinstance(next(iter(spec)), str):
         name, options = next(iter(spec.items()))
         return WorldSpec(name, options, line)
-    raise DagError(f"{path}:{line}: world must name a registered world (world: dsprites) or give one with options (world: {{files: data.npz}}), got {spec!r}")
+    raise DagError(f"{path}:{line}: world must name a registered world (world: NAME) or give one with options (world: {{NAME: OPTIONS}}), got {spec!r}")
 
 
 def _key_lines(root) -> dict[str, int]:

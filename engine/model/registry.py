@@ -24,18 +24,23 @@ class Registry:
 
     ``load`` imports the built-in modules (whose decorators fill the dict), then every
     installed entry point of ``group`` not already registered; ``get`` names the valid choices.
+    One entry may declare itself the ``default``: the one ``get(None)`` gives.
     """
 
     def __init__(self, kind: str, group: str, builtins: tuple[str, ...]):
         self.kind, self.group, self.builtins = kind, group, builtins
         self.entries: dict[str, type] = {}
+        self.default: str | None = None
         self.loaded = False
 
-    def register(self, name: str):
-        """Class decorator: make a class available under ``name``."""
+    def register(self, name: str, *, default: bool = False):
+        """Class decorator: make a class available under ``name`` (with ``default``, also when no name is given)."""
 
         def decorate(cls):
+            if default and self.default not in (None, name):
+                raise ValueError(f"{self.kind}s '{self.default}' and '{name}' both declare themselves the default")
             self.entries[name] = cls
+            self.default = name if default else self.default
             return cls
 
         return decorate
@@ -50,13 +55,15 @@ class Registry:
             if ep.name not in self.entries:
                 self.entries[ep.name] = ep.load()
 
-    def get(self, name: str, where: str = "") -> type:
-        """The class registered as ``name``; the error lists the registered names."""
+    def get(self, name: str | None, where: str = "") -> type:
+        """The class registered as ``name`` (None: the default); the error lists the registered names."""
         self.load()
+        valid = ", ".join(sorted(self.entries))
+        if name is None and self.default is None:
+            raise DagError(f"{where}: no {self.kind} is named and none is registered as the default; registered {self.kind}s: {valid}")
         try:
-            return self.entries[name]
+            return self.entries[self.default if name is None else name]
         except KeyError:
-            valid = ", ".join(sorted(self.entries))
             raise DagError(f"{where}: unknown {self.kind} '{name}'; registered {self.kind}s: {valid}") from None
 
 

@@ -4,7 +4,7 @@ For each node in topological order the model draws the exogenous noise sites ``U
 from the mechanism's prior, then records the value ``<node> = f(parents, U)`` as a point-mass
 sample site. Queries are handlers around this unchanged program::
 
-    scm = build_scm(load_dag("dags/dsprites.yaml"))
+    scm = build_scm(load_dag("dags/<name>.yaml"))
     with pyro.poutine.do(data={"shape": torch.tensor([0])}):
         trace = pyro.poutine.trace(scm).get_trace(1)
     trace.nodes["y"]["value"]        # y under do(shape=square)

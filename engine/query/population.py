@@ -1,6 +1,6 @@
 """Counterfactuals of every unit a selection keeps, streamed in blocks to one .npz and sharded over torchrun's ranks.
 
-``given dsprites[shape=heart, scale=1.0], do(shape=square)`` answers each selected unit by
+``given data[shape=heart, scale=1.0], do(shape=square)`` answers each selected unit by
 abduction-action-prediction, ``BLOCK`` units at a time, so that memory stays flat however many
 units are selected. The archive's arrays run over the selected units in the world's index order:
 

@@ -3,7 +3,7 @@
 Sample statements (counterfactual, interventional, observational) draw images; counterfactual
 statements that intervene on the same nodes are answered together as one batch of tensors
 (``samples n`` repeats the unit n times), so a file of many statements costs a few batched
-passes. A counterfactual over a selection of the world's units (``given dsprites[shape=heart],
+passes. A counterfactual over a selection of the world's units (``given data[shape=heart],
 do(shape=square)``) answers every unit, in blocks, to one archive (``engine.query.population``),
 its blocks shared among torchrun's ranks when ``ranks`` has several. Numeric statements
 (``P(...)``, ``E[...]``, ``PN(...)``, arithmetic) are answered by ``engine.query.estimands``:

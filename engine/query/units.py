@@ -1,8 +1,8 @@
 """Units and values as a program names them, resolved against the DAG and its World.
 
-``name=value`` items become encoded values (the node's Domain converts them); ``dsprites[i]``,
+``name=value`` items become encoded values (the node's Domain converts them); ``NAME[i]``,
 ``png(...)`` and bound names become units with every node's value (and the image); selections
-(``dsprites[shape=heart]``, ``data[:100]``) become populations of the world's units, which
+(``data[shape=heart]``, ``data[:100]``) become populations of the world's units, which
 numeric statements draw from. Every mistake is a QueryError at its place in the program.
 """
 

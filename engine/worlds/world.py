@@ -12,7 +12,7 @@ packages add theirs through the entry-point group ``causal_query.worlds``::
     my_world = "my_package.world:MyWorld"
 
 A DAG names its world at the top (``world: pendulum``, or ``world: {files: data.npz}`` with
-options); ``dsprites`` when absent.
+options); when absent, the world registered with ``default=True`` (``dsprites``).
 
 The split: unit ``i`` is held out for testing iff ``(i * 0x9E3779B97F4A7C15 mod 2^64) >> 40``
 is below ``TEST_FRACTION * 1000`` modulo 1000, a fixed hash of the index (about 10% of units,
@@ -149,17 +149,17 @@ class World:
 WORLDS = Registry("world", ENTRY_POINT_GROUP, BUILTIN_WORLDS)
 
 
-def register_world(name: str):
-    """Class decorator: make a world available to DAG files under ``name``."""
+def register_world(name: str, *, default: bool = False):
+    """Class decorator: make a world available to DAG files under ``name`` (with ``default``, to those naming none)."""
 
     def decorate(cls):
         cls.name = name
-        return WORLDS.register(name)(cls)
+        return WORLDS.register(name, default=default)(cls)
 
     return decorate
 
 
 def build_world(dag: DagSpec) -> World:
-    """The world a DAG names, checked against the DAG; an unknown name lists the registered ones."""
+    """The world a DAG names (or the default world), checked against the DAG; an unknown name lists the registered ones."""
     spec = dag.world
     return WORLDS.get(spec.name, f"{dag.path}:{spec.line}")(dag, spec.options)

@@ -219,7 +219,7 @@ SYNTAX = [
     # '=' without a value
     ("do(shape=)", 1, 10, "'=' needs a value"),
     ("given img, do(shape=, x=1)", 1, 21, "'=' needs a value"),
-    ("img =", 1, 6, "expected a unit: world[index] (dsprites[3])"),
+    ("img =", 1, 6, "expected a unit: world[index] (data[3])"),
     # a unit without given
     ("dsprites[3]", 1, 1, "a unit on its own is not a statement"),
     ('png("a.png"), do(x=1)', 1, 1, "a unit on its own is not a statement"),

@@ -293,7 +293,7 @@ SYNTAX = [
     ("P()", 1, 3, "P(...) starts with a node or a statistic"),
     ("P(0.5 < y)", 1, 3, "P(...) starts with a node or a statistic"),
     ("E[]", 1, 3, "E[...] needs a node, a statistic or arithmetic over them"),
-    ("P(y | )", 1, 7, "expected evidence (shape=heart), do(...) or a unit (u, dsprites[3]) after '|'"),
+    ("P(y | )", 1, 7, "expected evidence (shape=heart), do(...) or a unit (u, data[3]) after '|'"),
     ("E[y | ]", 1, 7, "expected evidence (shape=heart), do(...) or a unit"),
     ("E(y)", 1, 2, "expected '[' after 'E': an expectation reads E[y | ...]"),
     ("P[y]", 1, 2, "expected '(' after 'P': a probability reads P(y > 0.5 | ...)"),

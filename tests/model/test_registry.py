@@ -18,6 +18,17 @@ def test_lookup_lists_valid_names():
         registry.get_mechanism("categorial", "dag.yaml:3: node 'a'")
 
 
+def test_one_entry_may_be_the_default_for_no_name():
+    plugins = registry.Registry("thing", "causal_query.none", ())
+    with pytest.raises(DagError, match=r"dag.yaml:0: no thing is named and none is registered as the default; registered things: $"):
+        plugins.get(None, "dag.yaml:0")
+    plugins.register("a")(int)
+    plugins.register("b", default=True)(str)
+    assert plugins.get(None) is str and plugins.get("a") is int and plugins.default == "b"
+    with pytest.raises(ValueError, match="things 'b' and 'c' both declare themselves the default"):
+        plugins.register("c", default=True)(float)
+
+
 def test_entry_point_package_adds_a_mechanism(tmp_path, monkeypatch, write_dag):
     """An installed distribution (simulated by its metadata on sys.path) feeds the same registry."""
     # a (constant, from the plugin) -> b

@@ -19,7 +19,7 @@ def test_the_split_is_a_fixed_hash_of_the_index_about_a_tenth():
 
 def test_a_dag_without_world_is_dsprites_and_every_shipped_dag_builds_its_world():
     dag = parse_dag("nodes:\n  shape: {mechanism: categorical, domain: [square, ellipse, heart], params: {probs: uniform}}\n")
-    assert dag.world.name == "dsprites" and worlds.build_world(dag).name == "dsprites"
+    assert dag.world.name is None and worlds.build_world(dag).name == worlds.WORLDS.default == "dsprites"
     for path in (ROOT / "dags").glob("*.yaml"):
         world = worlds.build_world(load_dag(path))
         units = world.units(np.array([0, 5]))

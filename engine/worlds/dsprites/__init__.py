@@ -20,9 +20,9 @@ from engine.worlds.world import Family, Units, World, register_world
 HIDDEN_FAMILY = ("x", "y")  # moved together, as one family (with shape: do(shape, x, y))
 
 
-@register_world("dsprites")
+@register_world("dsprites", default=True)
 class DSprites(World):
-    """dSprites, resampled to be faithful to the DAG."""
+    """dSprites, resampled to be faithful to the DAG; the world of DAG files that name none."""
 
     has_renderer = True
     reverse = ("shape", "x", "y")
