@@ -243,11 +243,12 @@ def turn(template: torch.Tensor, angle: torch.Tensor, factor: torch.Tensor, shif
     k = angle.shape[1]
     c, s = angle.cos(), angle.sin()
     a = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2) / factor.to(template.dtype)[:, None, None, None]
-    # affine_grid's sample points a (u - shift) at the pixel centres u = (x_j, y_i), one broadcast per axis
+    # affine_grid's sample points a (u - shift) at the pixel centres u = (x_j, y_i): a column term plus a row term
     u = (torch.arange(side, device=template.device, dtype=template.dtype) * 2 + 1) / side - 1
     at = (a @ shift.to(template.dtype)[:, None, :, None])[..., 0]  # (N, K, 2)
-    axis = [a[..., d, 0, None, None] * u + a[..., d, 1, None, None] * u[:, None] - at[..., d, None, None] for d in (0, 1)]
-    grid = torch.stack(axis, -1).view(n, k * side, side, 2)
+    columns = a[..., None, None, :, 0] * u[:, None]  # (N, K, 1, side, 2): a[:, 0] x_j
+    rows = a[..., None, None, :, 1] * u[:, None, None] - at[..., None, None, :]  # (N, K, side, 1, 2): a[:, 1] y_i - a shift
+    grid = (columns + rows).view(n, k * side, side, 2)
     out = F.grid_sample((template - background)[:, None], grid, align_corners=False)[:, 0] + background
     return out.view(n, k, side, side) if many else out
 
@@ -472,7 +473,7 @@ class VaeDecoder(Mechanism, nn.Module):
 
     def pixels(self, logits: torch.Tensor):
         """The pixel likelihood of a map of logits: BinaryImage, or GrayImage around 255 sigmoid(logits)."""
-        return GrayImage(gray_levels(logits), self.scale()) if self.gray else BinaryImage(logits)
+        return GrayImage(gray_levels(logits), self.scale(), validate_args=False) if self.gray else BinaryImage(logits, validate_args=False)
 
     def factor(self, parents: dict[str, torch.Tensor], n: int) -> torch.Tensor:
         """The geometric decoder's size factor, per unit (1 without a scale parent)."""

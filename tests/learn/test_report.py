@@ -20,6 +20,7 @@ def test_the_turn_ambiguity_counts_the_turns_an_image_leaves_open():
     out = turn_ambiguity(m, images, parents, batch=3)
     assert out["turns"] == 4 and abs(out["mean"] - 2.5) < 1e-4
     assert abs(out["shape"]["square"] - 4) < 1e-4 and abs(out["shape"]["flag"] - 1) < 1e-4
-    assert ambiguity_lines(out) == ["- latent turn: the posterior leaves 2.50 of 4 turns open (exp of its entropy, at the encoder's mean z); "
+    assert out["units"] == 4
+    assert ambiguity_lines(out) == ["- latent turn: the posterior leaves 2.50 of 4 turns open (exp of its entropy at the encoder's mean z, on 4 units); "
                                     "by shape: square 4.00, flag 1.00"]
     assert ambiguity_lines(None) == []
