@@ -346,6 +346,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=batch, help=f"units per SVI step (default {d.batch_size})")
     train.add_argument("--lr", type=above_zero, help=f"Adam's initial learning rate, cosine-decayed (default {d.lr:g})")
     train.add_argument("--seed", type=seed, help=f"default {d.seed}")
+    train.add_argument("--eval-n", type=images, help=f"held-out units scored in the training report (default {d.eval_n:,})")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when available (default auto)")
     train.add_argument("--workers", type=workers, help=f"DataLoader worker processes (default {d.workers})")
     train.add_argument("--threads", type=threads, help=f"torch CPU threads, 0 for torch's default (default {d.threads})")

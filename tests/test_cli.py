@@ -133,7 +133,7 @@ def test_eval_prints_its_figures_before_it_draws_the_picture(model, monkeypatch,
 @pytest.mark.parametrize("dag", sorted(p.name for p in (ROOT / "dags").glob("*.yaml") if p.name != "dsprites.yaml"))
 def test_every_shipped_dag_trains_and_answers(dag, tmp_path):
     """A tiny model of each story trains, answers a counterfactual, and refuses another story."""
-    cq("train", "--dag", f"dags/{dag}", "--out", tmp_path / "run", "--n", 2000, "--epochs", 1, "--batch-size", 64)
+    cq("train", "--dag", f"dags/{dag}", "--out", tmp_path / "run", "--n", 2000, "--epochs", 1, "--batch-size", 64, "--eval-n", 512)
     query = tmp_path / "q.cq"
     if dag == "pendulum.yaml":  # light, pendulum -> shadow_x, shadow_len; all four -> img
         query.write_text("given pendulum[12], do(light=100deg) samples 2\n")
@@ -148,10 +148,11 @@ def test_every_shipped_dag_trains_and_answers(dag, tmp_path):
     assert [s["labels"]["shape"] for s in record["samples"]] == ["square", "square"]
     if dag == "dsprites_independent.yaml":  # roots only: nothing but the shape moves
         assert all({k: v for k, v in s["labels"].items() if k != "shape"} == {k: v for k, v in record["factual"]["labels"].items() if k != "shape"} for s in record["samples"])
-    if dag == "dsprites_hidden_orientation.yaml":
+    if dag in ("dsprites_hidden_orientation.yaml", "dsprites_hidden_turn.yaml"):
         assert "orientation" not in record["factual"]["labels"]
     message = user_error("query", query, "--model", tmp_path / "run", "--dag", "dags/dsprites.yaml")
     assert f"trained on DAG '{dag[:-5]}'" in message and "dags/dsprites.yaml" in message
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["test"]["img"]["units"] == 512
 
 
 def test_bad_flags_and_files_exit_cleanly(tmp_path):
