@@ -351,11 +351,14 @@ def learned_gaps(scm: SCM) -> dict[str, dict]:
     return out
 
 
+TABLE_FIRST = ("units", "iou", "bound", "bound_exact", "bound_uncoupled", "above_0.9", "psnr", "mae_255", "labels_tv", "labels_tv_naive")
+
+
 def table(results: dict) -> str:
     """The evaluation as a readable table: one row per family, then the soundness metrics."""
-    columns = ["units", "iou", "bound", "bound_exact", "bound_uncoupled", "above_0.9", "psnr", "mae_255", "pendulum_iou", "shadow_iou", "labels_tv", "labels_tv_naive", "shape_accuracy", "scale_mae", "orientation_mae", "x_mae", "y_mae"]
     families = {k: v for k, v in results["families"].items()}
-    shown = [c for c in columns if any(c in v for v in families.values())]
+    found = dict.fromkeys(k for v in families.values() for k, x in v.items() if not isinstance(x, dict))  # a world's own metrics too, as they come
+    shown = [c for c in TABLE_FIRST if c in found] + [c for c in found if c not in TABLE_FIRST]
     rows = [f"{'family':<22}" + "".join(f"{c:>16}" for c in shown)]
     for name, metrics in families.items():
         rows.append(f"{name:<22}" + "".join(f"{_cell(metrics.get(c)):>16}" for c in shown))

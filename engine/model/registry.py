@@ -10,12 +10,22 @@ an entry point in the group ``causal_query.mechanisms``::
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import pkgutil
 from importlib.metadata import entry_points
 
 from engine.errors import DagError
 
 ENTRY_POINT_GROUP = "causal_query.mechanisms"
-BUILTIN_PLUGINS = ("plugins.categorical", "plugins.discretized_normal", "plugins.vae_decoder", "plugins.learned", "plugins.pendulum", "plugins.continuous")
+
+
+def package_modules(package: str) -> tuple[str, ...]:
+    """The modules and subpackages directly inside ``package``, by name: its plugins, whatever they are called."""
+    spec = importlib.util.find_spec(package)
+    return tuple(f"{package}.{m.name}" for m in pkgutil.iter_modules(spec.submodule_search_locations)) if spec else ()
+
+
+BUILTIN_PLUGINS = package_modules("plugins")  # every module of the project's plugins/ folder
 
 
 
