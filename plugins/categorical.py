@@ -82,8 +82,7 @@ class Categorical(Mechanism):
         return self.probs[index].log()
 
     def noise(self, n):
-        zeros = torch.zeros(n, self.domain.size, dtype=torch.float64, device=self.probs.device)
-        return {self.site: dist.Gumbel(zeros, torch.ones_like(zeros)).to_event(1)}
+        return {self.site: standard_gumbel(self.probs.new_zeros(()), (n, self.domain.size)).to_event(1)}
 
     def assign(self, parents, noise):
         u = noise[self.site]
@@ -92,7 +91,7 @@ class Categorical(Mechanism):
 
     def abduct(self, value, parents):
         logits = self._batched(parents, value.shape[0])
-        gumbel = dist.Gumbel(torch.zeros_like(logits), torch.ones_like(logits))
+        gumbel = standard_gumbel(logits.new_zeros(()), logits.shape)
         top = gumbel.sample()[:, :1]  # M ~ Gumbel(0, 1): the perturbed maximum
         g = logits + gumbel.sample()
         truncated = -torch.log(torch.exp(-top) + torch.exp(-g))  # Gumbel(logits) truncated below M
@@ -112,3 +111,10 @@ class Categorical(Mechanism):
     def to(self, device):
         self.probs = self.probs.to(device)
         return self
+
+
+def standard_gumbel(zero: torch.Tensor, shape) -> dist.Gumbel:
+    """Gumbel(0, 1) over ``shape``, from scalars expanded: the same draws as one built from full
+    tensors of zeros and ones, without building, validating and transforming them (100,000-unit
+    label simulations spent a third of their time there)."""
+    return dist.Gumbel(zero, zero + 1).expand(shape)

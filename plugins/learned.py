@@ -37,7 +37,7 @@ from torch import nn
 from engine.limits import MAX_WIDTH
 from engine.model.mechanism import Mechanism
 from engine.model.registry import get_mechanism, register_mechanism
-from plugins.categorical import Categorical
+from plugins.categorical import Categorical, standard_gumbel
 from plugins.tables import flat_index
 
 
@@ -69,8 +69,7 @@ class Fitted(Categorical, nn.Module):
         self.__dict__["world"] = world
 
     def noise(self, n):
-        zeros = torch.zeros(n, self.domain.size, dtype=torch.float64, device=self._device())
-        return {self.site: dist.Gumbel(zeros, torch.ones_like(zeros)).to_event(1)}
+        return {self.site: standard_gumbel(torch.zeros((), dtype=torch.float64, device=self._device()), (n, self.domain.size)).to_event(1)}
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
