@@ -83,3 +83,15 @@ def test_counterfactual_matches_rejection_sampling(b):
     noise = b.abduct(torch.zeros(n, dtype=torch.long), {"a": p})
     exact = torch.bincount(b.assign({"a": q}, noise), minlength=3).double() / n
     assert torch.allclose(exact, brute, atol=0.01)
+
+
+def test_standard_gumbel_draws_what_full_tensors_of_zeros_and_ones_draw():
+    import pyro.distributions as dist
+
+    from plugins.categorical import standard_gumbel
+
+    torch.manual_seed(0)
+    full = dist.Gumbel(torch.zeros(500, 3, dtype=torch.float64), torch.ones(500, 3, dtype=torch.float64)).sample()
+    torch.manual_seed(0)
+    expanded = standard_gumbel(torch.zeros((), dtype=torch.float64), (500, 3))
+    assert expanded.batch_shape == (500, 3) and torch.equal(expanded.sample(), full)
