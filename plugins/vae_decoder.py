@@ -501,10 +501,14 @@ class VaeDecoder(Mechanism, nn.Module):
             return self.sprite(parents, z, latent_turn).squash(probability).image()  # the sigmoid on the patch only
         return probability(self.logits(parents, z))
 
-    def reconstruct(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The map at the encoder's mean z (and the most likely latent turn): what the model makes of ``image``."""
+    def reconstruct(self, image: torch.Tensor, parents: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the model makes of ``image``: the map at the encoder's mean z and the most likely
+        latent turn, with the latent turn's posterior there (None without ``turns``)."""
         z = self.posterior(image, parents)[0]
-        return self.probs(parents, z, self.abduct_turn(image, parents, z, likeliest=True))
+        if not self.turns:
+            return self.probs(parents, z), None
+        p = self.turn_posterior(image, parents, z)
+        return self.probs(parents, z, p.argmax(1)), p
 
     def abduct_turn(self, image: torch.Tensor, parents: dict[str, torch.Tensor], z: torch.Tensor, *, likeliest: bool = False) -> torch.Tensor | None:
         """A draw of the latent turn from its exact posterior (its mode if ``likeliest``); None without ``turns``."""

@@ -3,7 +3,7 @@
 import pyro
 import torch
 
-from engine.learn.report import ambiguity_lines, turn_ambiguity
+from engine.learn.report import ambiguity_lines, evaluate
 from engine.model.scm import build_scm
 from tests.plugins.test_vae_decoder import drawn_shapes, latent_turn_dag
 
@@ -17,7 +17,9 @@ def test_the_turn_ambiguity_counts_the_turns_an_image_leaves_open():
     with torch.no_grad():
         images = m.probs(parents, torch.zeros(4, 2), torch.tensor([0, 3, 1, 2])).round()
         m.encoder[-1].weight.zero_()  # z's mean 0 for every image: the templates ignore it anyway
-    out = turn_ambiguity(m, images, parents, batch=3)
+    report = evaluate(m, images, parents, batch=3)
+    assert report["iou"] == 1.0  # each reconstructed at its most likely turn
+    out = report["turn_ambiguity"]
     assert out["turns"] == 4 and abs(out["mean"] - 2.5) < 1e-4
     assert abs(out["shape"]["square"] - 4) < 1e-4 and abs(out["shape"]["flag"] - 1) < 1e-4
     assert out["units"] == 4
